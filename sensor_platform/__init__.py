@@ -1,0 +1,1 @@
+"""Sensor Platform: an open-source Dagster data platform for IoT sensor data."""

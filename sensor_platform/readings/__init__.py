@@ -1,0 +1,1 @@
+"""Canonical readings: the public schema and the normalizer that produces it."""

@@ -1,0 +1,62 @@
+"""Shared fixtures: temporary lakes and the real servers this machine runs (PostgreSQL, MariaDB).
+
+A test that needs a server calls `require_server(...)`. Outside CI it skips with a printed reason
+when the server is absent; in CI (CI=true) an absent server is a failure, never a skip.
+"""
+
+import os
+import socket
+
+import pytest
+
+from sensor_platform.lake.store import Lake
+
+POSTGRES_URL = os.environ.get(
+    "SENSOR_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
+MYSQL_URL = os.environ.get("SENSOR_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def server_listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_server(name: str, host: str, port: int) -> None:
+    if server_listening(host, port):
+        return
+    reason = f"{name} is not listening on {host}:{port}"
+    if in_ci():
+        pytest.fail(f"{reason}; CI must run this test")
+    print(f"SKIP: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lake(tmp_path) -> Lake:
+    return Lake(str(tmp_path / "lake"))
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def mysql_url() -> str:
+    require_server("MariaDB", "127.0.0.1", 3306)
+    return MYSQL_URL
