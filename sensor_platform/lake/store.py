@@ -64,24 +64,36 @@ class Lake:
         return f"{self.root_uri}/{relpath}" if relpath else self.root_uri
 
     # -- writing -----------------------------------------------------------------------------
-    def write_parquet(self, relpath: str, table: pa.Table) -> LakeFile:
-        """Write `table` to `relpath` atomically, replacing any file already there."""
+    def write_parquet(self, relpath: str, data: pa.Table | pa.RecordBatchReader) -> LakeFile:
+        """Write `data` to `relpath` atomically, replacing any file already there.
+
+        A RecordBatchReader is streamed batch by batch, so memory stays bounded however large it is.
+        """
         target = self.full_path(relpath)
-        parent = target.rsplit("/", 1)[0]
-        self.fs.create_dir(parent, recursive=True)
-        if self.is_local:
-            tmp_dir = self.full_path("_tmp")
-            self.fs.create_dir(tmp_dir, recursive=True)
-            tmp = f"{tmp_dir}/{uuid.uuid4().hex}.parquet"
-            try:
-                pq.write_table(table, tmp, filesystem=self.fs, row_group_size=ROW_GROUP_SIZE)
-                self.fs.move(tmp, target)
-            finally:
-                if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
-                    self.fs.delete_file(tmp)
-        else:
-            pq.write_table(table, target, filesystem=self.fs, row_group_size=ROW_GROUP_SIZE)
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        if not self.is_local:
+            _write(data, target, self.fs)
+            return self.stat(relpath)
+        tmp_dir = self.full_path("_tmp")
+        self.fs.create_dir(tmp_dir, recursive=True)
+        tmp = f"{tmp_dir}/{uuid.uuid4().hex}.parquet"
+        try:
+            _write(data, tmp, self.fs)
+            self.fs.move(tmp, target)
+        finally:
+            if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+                self.fs.delete_file(tmp)
         return self.stat(relpath)
+
+    def read_metadata(self, relpath: str) -> dict[str, str]:
+        """The key-value metadata of a Parquet file's schema (empty when there is none)."""
+        with self.fs.open_input_file(self.full_path(relpath)) as f:
+            meta = pq.read_schema(f).metadata or {}
+        return {k.decode(): v.decode() for k, v in meta.items()}
+
+    def row_count(self, relpath: str) -> int:
+        with self.fs.open_input_file(self.full_path(relpath)) as f:
+            return pq.read_metadata(f).num_rows
 
     def delete(self, relpath: str) -> None:
         path = self.full_path(relpath)
@@ -122,6 +134,15 @@ class Lake:
             format="parquet",
             filesystem=self.fs,
         )
+
+
+def _write(data: pa.Table | pa.RecordBatchReader, path: str, fs: pafs.FileSystem) -> None:
+    if isinstance(data, pa.Table):
+        pq.write_table(data, path, filesystem=fs, row_group_size=ROW_GROUP_SIZE)
+        return
+    with pq.ParquetWriter(path, data.schema, filesystem=fs) as writer:
+        for batch in data:
+            writer.write_batch(batch, row_group_size=ROW_GROUP_SIZE)
 
 
 def _utc(mtime: datetime | None) -> datetime | None:
