@@ -238,3 +238,15 @@ def test_s3_lake_lands_and_compacts(s3_endpoint):
     now = lake.stat(paths[0]).mtime + timedelta(days=2)
     assert len(cleanup_landing(lake, hour(10), retention=timedelta(days=1), now=now)) == 2
     assert compact_raw_hour(lake, hour(10)).rows == 50
+
+
+def test_pending_landing_lists_unmerged_files(lake: Lake):
+    from sensor_platform.lake.compaction import pending_landing
+
+    land_batch(lake, "b1", pa.concat_tables([_batch(0, 3, h=9), _batch(0, 3, h=10)]), NO_QUARANTINE)
+    assert sorted(pending_landing(lake)) == [hour(9), hour(10)]
+    compact_raw_hour(lake, hour(9))
+    assert pending_landing(lake) == {hour(10): [layout.landing_file(hour(10), "b1")]}
+    compact_raw_hour(lake, hour(10))
+    land_batch(lake, "b2", _batch(5, 1, h=9), NO_QUARANTINE)
+    assert pending_landing(lake) == {hour(9): [layout.landing_file(hour(9), "b2")]}

@@ -124,3 +124,21 @@ def _conform(reader: pa.RecordBatchReader, schema: pa.Schema) -> pa.RecordBatchR
             )
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def pending_landing(lake: Lake) -> dict[datetime, list[str]]:
+    """Landing files not yet merged into their raw partition, by event hour."""
+    pending: dict[datetime, list[str]] = {}
+    for hour in landing_hours(lake):
+        raw_path = layout.raw_partition_file(hour)
+        merged = (
+            set(json.loads(lake.read_metadata(raw_path).get(MERGED_KEY, "[]")))
+            if lake.exists(raw_path)
+            else set()
+        )
+        waiting = [
+            f.path for f in lake.list_files(layout.landing_dir(hour)) if f.path not in merged
+        ]
+        if waiting:
+            pending[hour] = waiting
+    return pending

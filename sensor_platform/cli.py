@@ -1,0 +1,137 @@
+"""`sensor-platform ...`: the commands a user types (simulate, demo, broker)."""
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+
+from sensor_platform.simulator.fleet import load_fleet
+from sensor_platform.simulator.generate import anomaly_labels, simulate, write_jsonl, write_labels
+
+
+def _utc(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {value!r}") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _positive(kind):
+    def parse(value: str):
+        number = kind(value)
+        if number <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        return number
+
+    return parse
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    fleet = load_fleet(args.fleet)
+    start = args.start or datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(
+        minutes=args.minutes
+    )
+    end = start + timedelta(minutes=args.minutes)
+    messages = simulate(
+        fleet, start, end, seed=args.seed, anomaly_rate=args.anomaly_rate, late_rate=args.late_rate
+    )
+    if args.count:
+        messages = islice(messages, args.count)
+    pause = args.interval or (1 / args.rate if args.rate else 0)
+    if pause:
+        messages = _paced(messages, pause)
+    if args.labels:
+        with open(args.labels, "w", encoding="utf-8") as out:
+            write_labels(
+                anomaly_labels(fleet, start, end, seed=args.seed, anomaly_rate=args.anomaly_rate),
+                out,
+            )
+    if args.to == "kafka":
+        from sensor_platform.kafka.client import produce
+        from sensor_platform.kafka.settings import KafkaSettings
+
+        settings = KafkaSettings(bootstrap_servers=args.bootstrap_servers, topics=(args.topic,))
+        sent = produce(settings, args.topic, ((m.key, m.payload) for m in messages))
+        print(
+            f"published {sent} messages to {args.topic} on {args.bootstrap_servers}",
+            file=sys.stderr,
+        )
+        return 0
+    if args.out in (None, "-"):
+        write_jsonl(messages, sys.stdout)
+    else:
+        with open(args.out, "w", encoding="utf-8") as out:
+            write_jsonl(messages, out)
+    return 0
+
+
+def _paced(messages, pause: float):
+    for i, message in enumerate(messages):
+        if i:
+            time.sleep(pause)
+        yield message
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from sensor_platform.demo import run_demo
+
+    run_demo(hours=args.hours)
+    return 0
+
+
+def _cmd_broker(args: argparse.Namespace) -> int:
+    from sensor_platform.kafka.broker import start_local_broker
+
+    with start_local_broker(args.port) as broker:
+        print(f"Kafka-protocol broker (Tansu, in memory) on {broker.bootstrap}; Ctrl-C stops it")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sensor-platform", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="emit the simulated fleet's messages as JSON lines")
+    sim.add_argument("--fleet", help="fleet file (JSON); default: the packaged fleet")
+    sim.add_argument("--seed", type=int, default=42)
+    sim.add_argument("--start", type=_utc, help="first received time (UTC); default: now - minutes")
+    sim.add_argument("--minutes", type=_positive(int), default=60, help="simulated minutes")
+    sim.add_argument("--count", type=_positive(int), help="stop after this many messages")
+    sim.add_argument("--interval", type=_positive(float), help="seconds between messages (paced)")
+    sim.add_argument("--rate", type=_positive(float), help="messages per second (paced)")
+    sim.add_argument("--anomaly-rate", type=float, default=0.1)
+    sim.add_argument("--late-rate", type=float, default=0.0)
+    sim.add_argument("--out", help="output file; default or '-': stdout")
+    sim.add_argument("--labels", help="also write ground-truth anomaly labels (JSON lines) here")
+    sim.add_argument("--to", choices=["stdout", "kafka"], default="stdout")
+    sim.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    sim.add_argument("--topic", default="sensor-readings")
+    sim.set_defaults(func=_cmd_simulate)
+
+    demo = sub.add_parser("demo", help="simulate a few hours and run the whole graph locally")
+    demo.add_argument("--hours", type=_positive(int), default=6)
+    demo.set_defaults(func=_cmd_demo)
+
+    broker = sub.add_parser("broker", help="run a local Kafka-protocol broker (Tansu, in memory)")
+    broker.add_argument("--port", type=int, default=9092)
+    broker.set_defaults(func=_cmd_broker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as exc:
+        print(f"sensor-platform {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

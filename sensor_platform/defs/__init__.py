@@ -1,0 +1,1 @@
+"""Dagster wiring: assets, checks, sensors, schedules and resources over the plain-Python floor."""

@@ -1,0 +1,255 @@
+"""The expectation suites, as code: one per asset and quality dimension, built from the rules.
+
+Each suite names the frame it validates (see frames.py), the columns that identify an unexpected
+row in its sample, and a builder of Great Expectations expectations. Great Expectations takes
+seconds to import, so it is imported inside the builders, only when a check actually runs.
+Every expectation carries `meta.rule` (its severity in the rules file) and `meta.subject` (the
+metric or column it is about), which the results, the history table and the UI are keyed by.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sensor_platform.quality.frames import Registry
+from sensor_platform.quality.rules import QualityRules
+from sensor_platform.readings.schema import READING_COLUMNS
+
+RAW, MINUTE, HOURLY, DAILY = (
+    "raw_sensor_readings",
+    "sensor_readings_minute",
+    "sensor_readings_hourly",
+    "sensor_readings_daily",
+)
+GX_SEVERITY = {"error": "critical", "warn": "warning"}
+WINDOW_KEY = ["window_start", "device_id", "site_id", "metric"]
+REQUIRED_READING_COLUMNS = [
+    name for name, (_, nullable, _) in READING_COLUMNS.items() if not nullable
+]
+
+Builder = Callable[[QualityRules, Registry], list[Any]]
+
+
+@dataclass(frozen=True)
+class SuiteDefinition:
+    asset: str
+    dimension: str  # completeness | validity | consistency | timeliness | uniqueness | integrity
+    frame: str  # which frame of the partition the suite validates
+    description: str
+    sample_columns: tuple[str, ...]  # what identifies an unexpected row to a reviewer
+    build: Builder
+
+    @property
+    def name(self) -> str:
+        return f"{self.asset}.{self.dimension}"
+
+    def expectations(self, rules: QualityRules, registry: Registry) -> list[Any]:
+        return self.build(rules, registry)
+
+
+def _gx():
+    import great_expectations as gx  # slow import: only when a check runs
+
+    return gx.expectations
+
+
+def _expect(rules: QualityRules, kind: str, rule: str, subject: str, text: str, **kwargs):
+    return getattr(_gx(), kind)(
+        severity=GX_SEVERITY[rules.severity_of(rule)],
+        meta={"rule": rule, "subject": subject},
+        description=text,
+        **kwargs,
+    )
+
+
+def _metric_condition(metric: str) -> dict[str, str]:
+    # The metric name comes from the rules file; repr() quotes it safely for pandas' query().
+    return {"row_condition": f"metric == {metric!r}", "condition_parser": "pandas"}
+
+
+# -- raw_sensor_readings ---------------------------------------------------------------------
+def raw_completeness(rules: QualityRules, registry: Registry) -> list[Any]:
+    return [
+        _expect(rules, "ExpectColumnValuesToNotBeNull", "required_not_null", column,
+                f"`{column}` is never null", column=column)
+        for column in REQUIRED_READING_COLUMNS
+    ]  # fmt: skip
+
+
+def raw_validity(rules: QualityRules, registry: Registry) -> list[Any]:
+    mostly = 1.0 - rules.max_invalid_share
+    share = f"{rules.max_invalid_share:.1%}"
+    found = []
+    for metric, rule in rules.metrics.items():
+        bounds = dict(min_value=rule.minimum, max_value=rule.maximum, **_metric_condition(metric))
+        units = dict(value_set=list(rule.units), **_metric_condition(metric))
+        span, allowed = f"[{rule.minimum:g}, {rule.maximum:g}]", ", ".join(rule.units)
+        found += [
+            _expect(rules, "ExpectColumnValuesToBeBetween", "value_in_range", metric,
+                    f"at most {share} of {metric} values outside {span}",
+                    column="value", mostly=mostly, **bounds),
+            _expect(rules, "ExpectColumnValuesToBeBetween", "any_value_out_of_range", metric,
+                    f"every {metric} value inside {span}", column="value", **bounds),
+            _expect(rules, "ExpectColumnValuesToBeInSet", "unit_allowed", metric,
+                    f"at most {share} of {metric} units outside {{{allowed}}}",
+                    column="unit", mostly=mostly, **units),
+            _expect(rules, "ExpectColumnValuesToBeInSet", "any_unit_not_allowed", metric,
+                    f"every {metric} unit in {{{allowed}}}", column="unit", **units),
+        ]  # fmt: skip
+    tolerance = rules.future_tolerance_seconds
+    return found + [
+        _expect(rules, "ExpectColumnValuesToBeInSet", "metric_known", "metric",
+                "every metric has a rule in the quality rules", column="metric",
+                value_set=sorted(rules.metrics)),
+        _expect(rules, "ExpectColumnValuesToBeBetween", "not_in_future", "event_time",
+                f"event_time at most {tolerance:g} s after ingest_time",
+                column="seconds_ahead_of_ingest", max_value=tolerance),
+    ]  # fmt: skip
+
+
+def raw_uniqueness(rules: QualityRules, registry: Registry) -> list[Any]:
+    return [
+        _expect(rules, "ExpectColumnValuesToBeUnique", "reading_id_unique", "reading_id",
+                "reading_id is unique within the hour", column="reading_id"),
+    ]  # fmt: skip
+
+
+def raw_integrity(rules: QualityRules, registry: Registry) -> list[Any]:
+    return [
+        _expect(rules, "ExpectColumnValuesToBeInSet", "device_known", "device_id",
+                "every device is in the fleet registry", column="device_id",
+                value_set=sorted(registry.devices)),
+        _expect(rules, "ExpectColumnValuesToBeInSet", "site_known", "site_id",
+                "every site is in the fleet registry", column="site_id",
+                value_set=sorted(registry.sites)),
+    ]  # fmt: skip
+
+
+def raw_timeliness(rules: QualityRules, registry: Registry) -> list[Any]:
+    return [
+        _expect(rules, "ExpectColumnValuesToBeBetween", "late_share", "ingest_time",
+                f"at most {rules.max_late_share:.1%} of readings ingested after their hour ended",
+                column="late_share", max_value=rules.max_late_share),
+    ]  # fmt: skip
+
+
+# -- aggregates ------------------------------------------------------------------------------
+def aggregate_consistency(rules: QualityRules, registry: Registry) -> list[Any]:
+    return [
+        _expect(rules, "ExpectColumnValuesToBeBetween", "mean_within_min_max", "mean_value",
+                f"min_value <= mean_value <= max_value (tolerance {rules.float_tolerance:g})",
+                column="mean_outside_min_max", max_value=rules.float_tolerance),
+        _expect(rules, "ExpectColumnValuesToBeBetween", "stddev_non_negative", "stddev_value",
+                "stddev_value >= 0", column="stddev_value", min_value=0),
+    ]  # fmt: skip
+
+
+def rollup_consistency(rules: QualityRules, registry: Registry) -> list[Any]:
+    return aggregate_consistency(rules, registry) + [
+        _expect(rules, "ExpectColumnPairValuesToBeEqual", "count_matches_finer_level",
+                "reading_count", "reading_count equals the sum of the level below",
+                column_A="reading_count", column_B="finer_count"),
+    ]  # fmt: skip
+
+
+def aggregate_uniqueness(rules: QualityRules, registry: Registry) -> list[Any]:
+    return [
+        _expect(rules, "ExpectCompoundColumnsToBeUnique", "window_key_unique", "window_key",
+                "one row per (window_start, device_id, site_id, metric)",
+                column_list=WINDOW_KEY),
+    ]  # fmt: skip
+
+
+def minute_coverage(rules: QualityRules, registry: Registry) -> list[Any]:
+    return [
+        _expect(rules, "ExpectColumnValuesToBeBetween", "coverage", "coverage",
+                f"each device and metric delivers >= {rules.min_coverage:.0%} of its cadence",
+                column="coverage", min_value=rules.min_coverage),
+    ]  # fmt: skip
+
+
+def minute_integrity(rules: QualityRules, registry: Registry) -> list[Any]:
+    return [
+        _expect(rules, "ExpectColumnPairValuesToBeEqual", "minute_total_matches_raw",
+                "reading_count", "the minutes' reading counts add up to the raw rows of the hour",
+                column_A="raw_rows", column_B="minute_total"),
+    ]  # fmt: skip
+
+
+def hours_present(rules: QualityRules, registry: Registry) -> list[Any]:
+    return [
+        _expect(rules, "ExpectColumnValuesToBeNull", "hours_present", "window_start",
+                "every ended hour of the day has rows in sensor_readings_hourly",
+                column="missing_hour"),
+    ]  # fmt: skip
+
+
+READING_SAMPLE = ("device_id", "site_id", "metric", "value", "unit", "event_time", "reading_id")
+LEVEL_SAMPLE = (*WINDOW_KEY, "reading_count", "min_value", "mean_value", "max_value")
+
+
+def _level_suites(asset: str, frame: str, consistency: Builder) -> list[SuiteDefinition]:
+    return [
+        SuiteDefinition(
+            asset, "consistency", frame,
+            "Aggregates agree with themselves and with the level below: min <= mean <= max, "
+            "stddev >= 0, and each window's count equals the sum of its finer windows.",
+            (*LEVEL_SAMPLE, "stddev_value", "finer_count"), consistency,
+        ),
+        SuiteDefinition(
+            asset, "uniqueness", frame,
+            "One row per window, device, site and metric.", LEVEL_SAMPLE, aggregate_uniqueness,
+        ),
+    ]  # fmt: skip
+
+
+SUITES: dict[str, list[SuiteDefinition]] = {
+    RAW: [
+        SuiteDefinition(
+            RAW, "completeness", "readings", "Required reading columns are never null.",
+            READING_SAMPLE + ("source",), raw_completeness,
+        ),
+        SuiteDefinition(
+            RAW, "validity", "readings",
+            "Values inside physical ranges and units from the allowed set per metric; "
+            "event times not after ingest_time plus the tolerance.",
+            READING_SAMPLE + ("ingest_time", "seconds_ahead_of_ingest"), raw_validity,
+        ),
+        SuiteDefinition(
+            RAW, "uniqueness", "readings", "reading_id is unique.",
+            ("reading_id", "device_id", "metric", "event_time", "source"), raw_uniqueness,
+        ),
+        SuiteDefinition(
+            RAW, "integrity", "readings", "Every device and site is known to the fleet registry.",
+            ("device_id", "site_id", "metric", "event_time"), raw_integrity,
+        ),
+        SuiteDefinition(
+            RAW, "timeliness", "late_share",
+            "Share of readings ingested after the end of their event hour.",
+            ("hour_start", "readings", "late_readings", "late_share"), raw_timeliness,
+        ),
+    ],
+    MINUTE: [
+        *_level_suites(MINUTE, "minutes", aggregate_consistency),
+        SuiteDefinition(
+            MINUTE, "completeness", "coverage",
+            "Readings per device and metric over the hour against the device's cadence.",
+            ("device_id", "site_id", "metric", "reading_count", "expected_count", "coverage"),
+            minute_coverage,
+        ),
+        SuiteDefinition(
+            MINUTE, "integrity", "totals",
+            "The minute aggregates cover exactly the raw partition they come from.",
+            ("hour_start", "raw_rows", "minute_total"), minute_integrity,
+        ),
+    ],
+    HOURLY: _level_suites(HOURLY, "level", rollup_consistency),
+    DAILY: [
+        *_level_suites(DAILY, "level", rollup_consistency),
+        SuiteDefinition(
+            DAILY, "completeness", "hour_presence",
+            "No hour missing inside the day: every ended hour has rows in sensor_readings_hourly.",
+            ("hour_start", "missing_hour"), hours_present,
+        ),
+    ],
+}  # fmt: skip

@@ -1,0 +1,308 @@
+"""Quality checks inside Dagster: a blocking ERROR on raw readings keeps the partition's minute
+aggregates from being built (and fixing the data clears it), WARN never blocks, a single-run
+backfill validates every partition of its range, every result lands in the history table, and
+the code location still loads fast without importing Great Expectations."""
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from sensor_platform.defs import quality
+from sensor_platform.defs.aggregates import (
+    sensor_readings_daily,
+    sensor_readings_hourly,
+    sensor_readings_minute,
+)
+from sensor_platform.defs.automation import raw_job, rollups_job
+from sensor_platform.defs.raw import raw_sensor_readings
+from sensor_platform.defs.resources import (
+    FleetResource,
+    LakeResource,
+    PipelineResource,
+    WarehouseResource,
+)
+from sensor_platform.lake import layout
+from sensor_platform.lake.landing import land_batch
+from sensor_platform.lake.store import Lake
+from sensor_platform.quality.data_docs import DOCS_PREFIX
+from sensor_platform.quality.results import RESULTS_TABLE
+from sensor_platform.readings.schema import empty_quarantine
+from sensor_platform.warehouse.store import Warehouse
+from sensor_platform_tests.readings_factory import readings_table
+
+HOUR = datetime(2026, 3, 1, 10, tzinfo=UTC)
+KEY = "2026-03-01-10:00"
+DEVICE, SITE = "GH1-D01", "GH1"
+METRICS = [("temperature", "°C", 22.0), ("humidity", "%", 70.0), ("co2", "ppm", 800.0)]
+# A one-device fleet, so that every device of the registry reports in these tests.
+FLEET = [
+    {
+        "device_id": DEVICE,
+        "site_id": SITE,
+        "location": "Greenhouse 1",
+        "kind": "farm",
+        "payload": "farm",
+        "cadence_seconds": 60,
+        "metrics": {
+            metric: {"unit": unit, "min": base - 5, "max": base + 5, "daily_amplitude": 1,
+                     "noise": 0.1}
+            for metric, unit, base in METRICS
+        },
+    }
+]  # fmt: skip
+
+
+def hour_rows(hour: datetime, device: str = DEVICE, site: str = SITE) -> list[dict]:
+    return [
+        {
+            "event_time": hour + timedelta(minutes=m, seconds=3),
+            "device_id": device,
+            "site_id": site,
+            "metric": metric,
+            "unit": unit,
+            "value": base + (m % 7) * 0.1,
+        }
+        for metric, unit, base in METRICS
+        for m in range(60)
+    ]
+
+
+@pytest.fixture
+def env(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    fleet_file = tmp_path / "fleet.json"
+    fleet_file.write_text(json.dumps(FLEET))
+    warehouse_url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    definitions = dg.Definitions(
+        assets=[
+            raw_sensor_readings,
+            sensor_readings_minute,
+            sensor_readings_hourly,
+            sensor_readings_daily,
+        ],
+        asset_checks=quality.QUALITY_CHECKS,
+        jobs=[raw_job, rollups_job],
+        resources={
+            "lake": LakeResource(root=lake.root_uri),
+            "warehouse": WarehouseResource(url=warehouse_url),
+            "fleet": FleetResource(fleet_file=str(fleet_file)),
+            "pipeline": PipelineResource(),
+            "quality": quality.QualityResource(),
+        },
+    )
+    return {
+        "lake": lake,
+        "warehouse": Warehouse(warehouse_url),
+        "job": definitions.resolve_job_def("raw_job"),
+        "rollups_job": definitions.resolve_job_def("rollups_job"),
+        "instance": dg.DagsterInstance.ephemeral(),
+    }
+
+
+def land(lake: Lake, batch_id: str, rows: list[dict]) -> None:
+    land_batch(lake, batch_id, readings_table(rows), empty_quarantine())
+
+
+def run(env, **kwargs) -> dg.ExecuteInProcessResult:
+    return env["job"].execute_in_process(instance=env["instance"], raise_on_error=False, **kwargs)
+
+
+def evaluations(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], object]:
+    return {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+    }
+
+
+def metadata(evaluation) -> dict[str, object]:
+    return {k: v.value for k, v in evaluation.metadata.items()}
+
+
+def test_an_error_on_raw_blocks_the_minute_partition_until_the_data_is_fixed(env):
+    lake, instance = env["lake"], env["instance"]
+    bad = hour_rows(HOUR)
+    bad[5]["value"] = 5000.0  # an impossible temperature
+    land(lake, "batch-1", bad)
+
+    result = run(env, partition_key=KEY)
+    assert not result.success
+    checks = evaluations(result)
+    validity = checks[("raw_sensor_readings", "validity")]
+    assert not validity.passed and validity.severity == dg.AssetCheckSeverity.ERROR
+    assert validity.blocking
+    figures = metadata(validity)
+    failures = {(f["rule"], f["subject"]): f for f in figures["failures"]}
+    assert set(failures) == {
+        ("value_in_range", "temperature"),
+        ("any_value_out_of_range", "temperature"),
+    }
+    failure = failures[("value_in_range", "temperature")]
+    assert failure["unexpected_count"] == 1 and failure["element_count"] == 60
+    assert failure["unexpected_percent"] == pytest.approx(100 / 60)
+    assert failure["unexpected_sample"][0]["value"] == 5000.0
+    assert figures["partition"] == KEY and figures["rows_validated"] == 180
+    assert figures["data_docs"].startswith("file://")
+    assert "5000" in open(figures["data_docs"][len("file://") :]).read()
+    assert validity.description.startswith(f"ERROR on {KEY}")
+    assert "temperature values outside [-90, 1000]" in validity.description
+    # The other raw checks ran and passed; the minute step never ran.
+    assert all(e.passed for k, e in checks.items() if k[1] != "validity")
+    assert instance.get_materialized_partitions(raw_sensor_readings.key) == {KEY}
+    assert instance.get_materialized_partitions(sensor_readings_minute.key) == set()
+    assert not lake.exists(layout.aggregate_partition_file("sensor_readings_minute", HOUR))
+
+    # Fix the data: the bad batch is replaced and the hour rebuilt from it.
+    lake.delete(layout.raw_partition_file(HOUR))
+    land(lake, "batch-1", hour_rows(HOUR))
+    fixed = run(env, partition_key=KEY)
+    assert fixed.success
+    fixed_validity = evaluations(fixed)[("raw_sensor_readings", "validity")]
+    assert fixed_validity.passed and fixed_validity.severity == dg.AssetCheckSeverity.ERROR
+    assert all(e.passed for e in evaluations(fixed).values())
+    assert instance.get_materialized_partitions(sensor_readings_minute.key) == {KEY}
+
+    history = env["warehouse"].read(RESULTS_TABLE).to_pylist()
+    assert {r["run_id"] for r in history} == {result.run_id, fixed.run_id}
+    failed_rows = [r for r in history if not r["success"]]
+    assert {(r["run_id"], r["asset"], r["partition"], r["check_name"], r["rule"]) for r in failed_rows} == {
+        (result.run_id, "raw_sensor_readings", KEY, "validity", "value_in_range"),
+        (result.run_id, "raw_sensor_readings", KEY, "validity", "any_value_out_of_range"),
+    }  # fmt: skip
+    assert {r["severity"] for r in failed_rows} == {"error", "warn"}
+    assert all(r["unexpected_count"] == 1 and r["check_passed"] is False for r in failed_rows)
+    # Both runs checked raw; only the fixed one reached the minute aggregates.
+    assets_per_run = {(r["run_id"], r["asset"]) for r in history}
+    assert (result.run_id, "sensor_readings_minute") not in assets_per_run
+    assert (fixed.run_id, "sensor_readings_minute") in assets_per_run
+
+
+def test_a_null_like_value_blocks_too(env):
+    rows = hour_rows(HOUR)
+    rows[0]["value"] = math.nan
+    land(env["lake"], "batch-nan", rows)
+    result = run(env, partition_key=KEY)
+    assert not result.success
+    completeness = evaluations(result)[("raw_sensor_readings", "completeness")]
+    assert not completeness.passed and completeness.severity == dg.AssetCheckSeverity.ERROR
+    [failure] = metadata(completeness)["failures"]
+    assert (failure["rule"], failure["subject"], failure["unexpected_count"]) == (
+        "required_not_null",
+        "value",
+        1,
+    )
+    assert env["instance"].get_materialized_partitions(sensor_readings_minute.key) == set()
+
+
+def test_warnings_never_block(env):
+    rows = hour_rows(HOUR) + hour_rows(HOUR, device="ROGUE-1", site="NOWHERE")[:5]
+    land(env["lake"], "batch-warn", rows)
+    result = run(env, partition_key=KEY)
+    assert result.success
+    integrity = evaluations(result)[("raw_sensor_readings", "integrity")]
+    assert not integrity.passed and integrity.severity == dg.AssetCheckSeverity.WARN
+    failures = {f["rule"]: f for f in metadata(integrity)["failures"]}
+    assert set(failures) == {"device_known", "site_known"}
+    assert failures["device_known"]["unexpected_count"] == 5
+    assert failures["device_known"]["unexpected_sample"][0]["device_id"] == "ROGUE-1"
+    assert env["instance"].get_materialized_partitions(sensor_readings_minute.key) == {KEY}
+
+
+def test_aggregate_checks_report_an_incomplete_day_without_failing_the_run(env):
+    land(env["lake"], "batch-day", hour_rows(HOUR))
+    assert run(env, partition_key=KEY).success
+    result = env["rollups_job"].execute_in_process(
+        instance=env["instance"], partition_key="2026-03-01", raise_on_error=False
+    )
+    assert result.success  # aggregate checks never block, even with ERROR severity
+    checks = evaluations(result)
+    assert checks[("sensor_readings_hourly", "consistency")].passed
+    assert checks[("sensor_readings_daily", "consistency")].passed
+    completeness = checks[("sensor_readings_daily", "completeness")]
+    assert not completeness.passed and completeness.severity == dg.AssetCheckSeverity.ERROR
+    [failure] = metadata(completeness)["failures"]
+    assert (failure["unexpected_count"], failure["element_count"]) == (23, 24)
+    assert failure["unexpected_sample"][0] == {
+        "hour_start": "2026-03-01T00:00:00+00:00",
+        "missing_hour": "2026-03-01T00:00:00+00:00",
+    }
+    assert env["instance"].get_materialized_partitions(sensor_readings_daily.key) == {"2026-03-01"}
+
+
+def test_a_single_run_backfill_validates_every_partition_of_its_range(env):
+    hours = [HOUR + timedelta(hours=i) for i in range(3)]
+    rows = [row for hour in hours for row in hour_rows(hour)]
+    rows[200]["unit"] = "K"  # one temperature of the second hour: 1 of 60 is above 1 %
+    land(env["lake"], "batch-range", rows)
+    tags = {
+        "dagster/asset_partition_range_start": "2026-03-01-10:00",
+        "dagster/asset_partition_range_end": "2026-03-01-12:00",
+    }
+    result = run(env, tags=tags)
+    assert not result.success  # the bad hour blocks the range's minute step
+    validity = metadata(evaluations(result)[("raw_sensor_readings", "validity")])
+    assert validity["partitions_validated"] == 3 and validity["rows_validated"] == 540
+    assert validity["partition"] == "2026-03-01-10:00 … 2026-03-01-12:00 (3 partitions)"
+    assert validity["failed_partitions"] == ["2026-03-01-11:00"]
+    failure = next(f for f in validity["failures"] if f["rule"] == "unit_allowed")
+    assert failure["element_count"] == 180 and failure["unexpected_count"] == 1
+    assert failure["unexpected_sample"][0]["partition"] == "2026-03-01-11:00"
+
+    history = env["warehouse"].read(RESULTS_TABLE).to_pylist()
+    assert {r["partition"] for r in history} == {
+        "2026-03-01-10:00",
+        "2026-03-01-11:00",
+        "2026-03-01-12:00",
+    }
+    assert {r["partition"] for r in history if not r["success"]} == {"2026-03-01-11:00"}
+    docs = env["lake"].list_files(f"{DOCS_PREFIX}/validations", suffix=".html")
+    assert len(docs) == 3 * len(quality.SUITES["raw_sensor_readings"])
+
+
+def test_checks_are_wired_to_the_assets_with_the_intended_blocking():
+    specs = {
+        (spec.asset_key.to_user_string(), spec.name): spec
+        for checks in quality.QUALITY_CHECKS
+        for spec in checks.check_specs
+    }
+    assert {k for k in specs if k[0] == "raw_sensor_readings"} == {
+        ("raw_sensor_readings", d)
+        for d in ("completeness", "validity", "uniqueness", "integrity", "timeliness")
+    }
+    assert all(s.blocking for k, s in specs.items() if k[0] == "raw_sensor_readings")
+    assert not any(s.blocking for k, s in specs.items() if k[0] != "raw_sensor_readings")
+    assert {k[1] for k in specs if k[0] == "sensor_readings_daily"} == {
+        "consistency",
+        "uniqueness",
+        "completeness",
+    }
+    merged = quality.quality_definitions()
+    assert "quality" in merged.resources
+    assert [s.name for s in merged.sensors] == ["raw_freshness_sensor"]
+
+
+def test_raw_freshness_check_fails_until_raw_is_materialized(tmp_path):
+    checks = quality.freshness_checks(quality.QualityResource().rules())
+    definitions = dg.Definitions(
+        assets=[raw_sensor_readings],
+        asset_checks=checks,
+        jobs=[dg.define_asset_job("freshness", selection=dg.AssetSelection.checks(*checks))],
+        resources={
+            "lake": LakeResource(root=str(tmp_path / "lake")),
+            "pipeline": PipelineResource(),
+        },
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    job = definitions.resolve_job_def("freshness")
+
+    [stale] = job.execute_in_process(instance=instance).get_asset_check_evaluations()
+    assert not stale.passed and stale.severity == dg.AssetCheckSeverity.WARN
+    assert stale.metadata["dagster/freshness_params"].value["lower_bound_delta_seconds"] == 7200
+
+    definitions.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, partition_key=KEY, asset_selection=[raw_sensor_readings.key]
+    )
+    [fresh] = job.execute_in_process(instance=instance).get_asset_check_evaluations()
+    assert fresh.passed and "dagster/last_updated_timestamp" in fresh.metadata
