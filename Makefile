@@ -20,6 +20,7 @@ demo: install
 	$(BIN)/sensor-platform demo
 
 ui: install
+	$(BIN)/python -c 'from sensor_platform.demo import dev_instance; dev_instance()'
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 test: install

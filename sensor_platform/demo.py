@@ -14,6 +14,8 @@ from sensor_platform.lake.store import Lake
 DEV_INSTANCE_YAML = """\
 # Local Dagster instance for `make demo` / `make ui` (SQLite under this folder, no server).
 # Production uses the repository's dagster.yaml (PostgreSQL) instead.
+telemetry:
+  enabled: false
 concurrency:
   pools:
     default_limit: 1
@@ -65,7 +67,9 @@ def run_demo(hours: int = 6, now: datetime | None = None) -> dict[str, object]:
         _run(definitions.resolve_job_def(job), instance, tags=_range_tags(first_hour, last_hour))
     first_day, last_day = f"{start:%Y-%m-%d}", f"{end - timedelta(hours=1):%Y-%m-%d}"
     print(f"Materializing hourly and daily aggregates {first_day} .. {last_day} ...")
-    _run(definitions.resolve_job_def("rollups_job"), instance, tags=_range_tags(first_day, last_day))
+    _run(
+        definitions.resolve_job_def("rollups_job"), instance, tags=_range_tags(first_day, last_day)
+    )
 
     summary = _summary(Lake(settings.lake_root()))
     print()
@@ -80,8 +84,16 @@ def run_demo(hours: int = 6, now: datetime | None = None) -> dict[str, object]:
     return summary
 
 
-def _run(job: dg.JobDefinition, instance: dg.DagsterInstance, **kwargs) -> None:
-    result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _run(
+    job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dict | None = None, **kwargs
+) -> None:
+    config = {**(run_config or {}), **QUIET}
+    result = job.execute_in_process(
+        instance=instance, run_config=config, raise_on_error=False, **kwargs
+    )
     if not result.success:
         raise RuntimeError(f"run {result.run_id} of {job.name} failed; see `make ui` for its logs")
 
