@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from sensor_platform.defs import aggregates, automation, feed, kafka, landing, quality, raw
+from sensor_platform.defs import aggregates, automation, catalog, feed, kafka, landing, quality, raw
 from sensor_platform.defs.resources import build_resources
 
 
@@ -36,4 +36,4 @@ def defs() -> dg.Definitions:
         ],
         resources=build_resources(),
     )
-    return dg.Definitions.merge(core, quality.quality_definitions())
+    return dg.Definitions.merge(core, quality.quality_definitions(), catalog.catalog_definitions())

@@ -78,3 +78,8 @@ def kafka_on_gap() -> str:
 def quality_rules_file() -> str | None:
     """An override of the data-quality thresholds (JSON; only what changes)."""
     return optional("SENSOR_QUALITY_RULES_FILE")
+
+
+def analytics_db_path() -> str:
+    """The analysts' DuckDB file of views over the lake, refreshed by the catalog."""
+    return os.environ.get("SENSOR_ANALYTICS_DB", f"{data_dir()}/analytics.duckdb")

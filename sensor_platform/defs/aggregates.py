@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 import dagster as dg
 import pyarrow as pa
 
+from sensor_platform.defs.metadata import table_schema
 from sensor_platform.defs.partitions import DAILY, HOURLY, days_in, hours_in
-from sensor_platform.defs.raw import raw_sensor_readings, table_schema
+from sensor_platform.defs.raw import raw_sensor_readings
 from sensor_platform.defs.resources import (
     FleetResource,
     LakeResource,

@@ -5,10 +5,13 @@ from collections.abc import Iterable
 import dagster as dg
 import pyarrow.compute as pc
 
+from sensor_platform.defs.metadata import table_schema
 from sensor_platform.defs.partitions import hour_key
+from sensor_platform.lake import layout
 from sensor_platform.lake.landing import LandingReport, land_batch
 from sensor_platform.lake.store import Lake
 from sensor_platform.readings.normalize import Message, NormalizeLimits, normalize_messages
+from sensor_platform.readings.schema import QUARANTINE_COLUMNS
 
 QUARANTINE_ASSET = dg.AssetKey("quarantined_messages")
 
@@ -62,5 +65,11 @@ quarantined_messages = dg.AssetSpec(
     ),
     group_name="raw",
     kinds={"parquet"},
+    owners=["team:data-platform"],
     tags={"domain": "iot", "tier": "bronze", "pii": "none"},
+    metadata={
+        "dagster/column_schema": table_schema(QUARANTINE_COLUMNS),
+        "dagster/table_name": "quarantined_messages",
+        "partition_path": f"{layout.QUARANTINE}/date=YYYY-MM-DD/<batch_id>.parquet",
+    },
 )

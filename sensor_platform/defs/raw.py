@@ -5,25 +5,12 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from sensor_platform.defs.metadata import table_schema
 from sensor_platform.defs.partitions import HOURLY, hours_in
 from sensor_platform.defs.resources import LakeResource, PipelineResource
 from sensor_platform.lake import layout
 from sensor_platform.lake.compaction import cleanup_landing, compact_raw_hour
 from sensor_platform.readings.schema import READING_COLUMNS
-
-
-def table_schema(columns: dict[str, tuple]) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(
-                name,
-                str(typ),
-                description=desc,
-                constraints=dg.TableColumnConstraints(nullable=nullable),
-            )
-            for name, (typ, nullable, desc) in columns.items()
-        ]
-    )
 
 
 @dg.asset(

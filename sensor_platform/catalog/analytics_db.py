@@ -1,0 +1,122 @@
+"""The analysts' DuckDB file: one view per lake dataset (Hive partitioning on) plus the catalog tables,
+so `duckdb data/analytics.duckdb -c "select ... from sensor_readings_hourly"` works with no Dagster.
+
+The file is built under a temporary name and renamed into place, so analysts holding the old file
+open never block the pipeline and never see half a file. Views name absolute lake paths. For an S3
+lake no views are created (they would need the httpfs extension and credentials in every analyst's
+session); the catalog tables are still there and list each dataset's s3:// location.
+"""
+
+import os
+import re
+import uuid
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from sensor_platform.lake.store import Lake
+from sensor_platform.warehouse.tables import TableSpec, check_identifier
+
+# Lake paths become SQL string literals (DDL takes no bound parameters), so only plain path
+# characters are accepted; a quote or control character is refused rather than escaped.
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9_./ +@:=-]+$")
+
+EXAMPLE_QUERIES = {
+    "Temperature of greenhouse GH1 over the last 7 days of data, hour by hour": """
+SELECT window_start, device_id, round(mean_value, 2) AS mean_temperature,
+       min_value, max_value, reading_count
+FROM sensor_readings_hourly
+WHERE site_id = 'GH1' AND metric = 'temperature'
+  AND window_start >= (SELECT max(window_start) FROM sensor_readings_hourly) - INTERVAL 7 DAY
+ORDER BY window_start, device_id
+""",
+    "Devices that reported less than 90 % of their expected readings, per day": """
+SELECT date, device_id, metric, reading_count, expected_count, round(coverage, 3) AS coverage
+FROM sensor_readings_daily
+WHERE coverage < 0.9
+ORDER BY coverage, device_id, metric
+""",
+    "Readings and error codes per site, metric and day, straight from the raw partitions": """
+SELECT date, site_id, metric, count(*) AS readings,
+       count(*) FILTER (WHERE status_code <> 0) AS error_readings
+FROM raw_sensor_readings
+GROUP BY ALL
+ORDER BY date, site_id, metric
+""",
+}
+
+
+@dataclass(frozen=True)
+class AnalyticsDbReport:
+    path: str
+    views: tuple[str, ...]
+    tables: tuple[str, ...]
+    skipped: dict[str, str]  # dataset -> why it has no view
+
+
+def _parquet_glob(lake: Lake, prefix: str) -> str:
+    path = os.path.abspath(lake.full_path(prefix))
+    if not _SAFE_PATH.match(path):
+        raise ValueError(f"lake path {path!r} has characters that cannot go into a view")
+    return f"{path}/**/*.parquet"
+
+
+def refresh_analytics_db(
+    path: str,
+    lake: Lake,
+    datasets: dict[str, str],
+    tables: list[tuple[TableSpec, pa.Table]] = (),
+) -> AnalyticsDbReport:
+    """Rebuild the file at `path`: a view per dataset (name -> lake prefix) that has files, and a
+    table per (spec, rows). Returns what it holds and why a dataset got no view."""
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    views, skipped = [], {}
+    try:
+        with duckdb.connect(tmp) as con:
+            for name, prefix in sorted(datasets.items()):
+                reason = _why_no_view(lake, name, prefix)
+                if reason:
+                    skipped[name] = reason
+                    continue
+                con.execute(_view_sql(name, _parquet_glob(lake, prefix)))
+                views.append(name)
+            for spec, rows in tables:
+                con.register("_catalog_rows", rows)
+                table = check_identifier(spec.name, "table name")
+                con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM _catalog_rows')  # noqa: S608 - validated identifier
+                con.unregister("_catalog_rows")
+            con.execute("CHECKPOINT")
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, f"{tmp}.wal"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+    return AnalyticsDbReport(
+        path=path,
+        views=tuple(views),
+        tables=tuple(spec.name for spec, _ in tables),
+        skipped=skipped,
+    )
+
+
+def _view_sql(name: str, glob: str) -> str:
+    # DDL takes no bound parameters: the name is a checked identifier, the path a _SAFE_PATH.
+    return (
+        f'CREATE VIEW "{check_identifier(name, "view name")}" AS SELECT * FROM '  # noqa: S608
+        f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
+    )
+
+
+def _why_no_view(lake: Lake, name: str, prefix: str) -> str | None:
+    try:
+        check_identifier(name, "view name")
+    except ValueError:
+        return "its name is not a plain SQL identifier"
+    if not lake.is_local:
+        return "S3 lake: query the s3:// location with httpfs (see README)"
+    if not lake.list_files(prefix):
+        return "no files yet"
+    return None

@@ -1,0 +1,185 @@
+"""The catalog as data: the JSON document, and the `data_catalog` / `data_catalog_columns` warehouse
+tables (replaced whole on every build: their time column is the build time and the window covers
+all time)."""
+
+import json
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from sensor_platform.catalog.entries import CatalogEntry
+from sensor_platform.readings.schema import UTC_MICROS
+from sensor_platform.warehouse.store import TableSpec
+
+CATALOG_DIR = "catalog"
+HTML_PAGE = f"{CATALOG_DIR}/index.html"
+JSON_DOCUMENT = f"{CATALOG_DIR}/catalog.json"
+SCHEMA_HISTORY = f"{CATALOG_DIR}/schema_history.json"
+ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC))
+
+CATALOG_COLUMNS: dict[str, tuple[pa.DataType, bool, str]] = {
+    "catalog_time": (UTC_MICROS, False, "When this catalog was built (UTC)."),
+    "dataset": (pa.string(), False, "Dataset (Dagster asset) name."),
+    "description": (pa.string(), False, "What the dataset holds."),
+    "owner": (pa.string(), False, "Owning team or person."),
+    "layer": (pa.string(), False, "raw / aggregate / quality / alerts / marts / catalog."),
+    "group_name": (pa.string(), False, "Dagster asset group."),
+    "kinds": (pa.string(), False, "Technologies (comma separated)."),
+    "tags": (pa.string(), False, "Tags (JSON object): domain, tier, pii ..."),
+    "location": (pa.string(), False, "Where the data lives: lake folder URI or warehouse table."),
+    "storage_format": (pa.string(), False, "parquet (hive partitioned), sql table, ..."),
+    "table_name": (pa.string(), True, "Warehouse / analytics view name, if any."),
+    "partitioning": (pa.string(), False, "hourly, daily or none (UTC)."),
+    "partitions_present": (pa.int64(), False, "Partitions with data."),
+    "first_partition": (pa.string(), True, "Oldest partition with data."),
+    "last_partition": (pa.string(), True, "Newest partition with data."),
+    "schema_version": (pa.int64(), False, "Version of the schema (columns and metrics)."),
+    "schema_diff": (pa.string(), True, "Diff (JSON) that produced this schema version."),
+    "column_count": (pa.int64(), False, "Number of columns."),
+    "metrics": (pa.string(), False, "Metric names seen in the data (JSON list)."),
+    "row_count": (pa.int64(), True, "Rows (lake files: from Parquet footers)."),
+    "size_bytes": (pa.int64(), True, "Bytes in the lake."),
+    "file_count": (pa.int64(), True, "Files in the lake."),
+    "last_update": (UTC_MICROS, True, "Last materialization (UTC)."),
+    "freshness_hours": (pa.float64(), True, "Hours since the last update at build time."),
+    "freshness_status": (pa.string(), False, "fresh / stale / never / unknown."),
+    "quality_status": (pa.string(), False, "passed / warn / failed / not evaluated / no checks."),
+    "quality_checks": (pa.string(), False, "Latest asset check results (JSON list)."),
+}
+COLUMN_COLUMNS: dict[str, tuple[pa.DataType, bool, str]] = {
+    "catalog_time": (UTC_MICROS, False, "When this catalog was built (UTC)."),
+    "dataset": (pa.string(), False, "Dataset the column belongs to."),
+    "position": (pa.int32(), False, "1-based position of the column."),
+    "column_name": (pa.string(), False, "Column name."),
+    "data_type": (pa.string(), False, "Arrow type of the column."),
+    "nullable": (pa.bool_(), True, "Whether the column may be NULL."),
+    "description": (pa.string(), False, "What the column means."),
+}
+
+
+def _schema(columns: dict[str, tuple[pa.DataType, bool, str]]) -> pa.Schema:
+    return pa.schema([pa.field(n, t, nullable=null) for n, (t, null, _) in columns.items()])
+
+
+CATALOG_TABLE = TableSpec(
+    name="data_catalog",
+    schema=_schema(CATALOG_COLUMNS),
+    time_column="catalog_time",
+    description="One row per dataset: description, owner, location, freshness, quality.",
+)
+CATALOG_COLUMNS_TABLE = TableSpec(
+    name="data_catalog_columns",
+    schema=_schema(COLUMN_COLUMNS),
+    time_column="catalog_time",
+    description="One row per dataset column: type, nullability and meaning.",
+)
+
+
+def _checks_json(entry: CatalogEntry) -> list[dict]:
+    return [
+        {
+            "name": c.name,
+            "passed": c.passed,
+            "severity": c.severity,
+            "evaluated_at": c.evaluated_at.isoformat() if c.evaluated_at else None,
+            "description": c.description,
+        }
+        for c in entry.checks
+    ]
+
+
+def entry_document(entry: CatalogEntry) -> dict:
+    """One entry as JSON-ready data."""
+    return {
+        "name": entry.name,
+        "description": entry.description,
+        "owner": entry.owner,
+        "layer": entry.layer,
+        "group": entry.group,
+        "kinds": list(entry.kinds),
+        "tags": entry.tags,
+        "location": entry.location,
+        "format": entry.storage_format,
+        "table_name": entry.table_name,
+        "partitioning": entry.partitioning,
+        "partitions": list(entry.partitions),
+        "columns": [
+            {
+                "name": c.name,
+                "type": c.data_type,
+                "nullable": c.nullable,
+                "description": c.description,
+            }
+            for c in entry.columns
+        ],
+        "metrics": list(entry.metrics),
+        "schema_version": entry.schema_version,
+        "schema_diff": entry.schema_diff,
+        "row_count": entry.row_count,
+        "size_bytes": entry.size_bytes,
+        "file_count": entry.file_count,
+        "last_update": entry.last_update.isoformat() if entry.last_update else None,
+        "freshness_hours": entry.freshness_hours,
+        "freshness_status": entry.freshness_status,
+        "quality_status": entry.quality_status,
+        "quality_checks": _checks_json(entry),
+    }
+
+
+def catalog_document(entries: list[CatalogEntry], built_at: datetime) -> bytes:
+    """The machine-readable catalog (UTF-8 JSON)."""
+    body = {"built_at": built_at.isoformat(), "datasets": [entry_document(e) for e in entries]}
+    return json.dumps(body, indent=1, ensure_ascii=False).encode()
+
+
+def catalog_rows(entries: list[CatalogEntry], built_at: datetime) -> pa.Table:
+    rows = [
+        {
+            "catalog_time": built_at,
+            "dataset": e.name,
+            "description": e.description,
+            "owner": e.owner,
+            "layer": e.layer,
+            "group_name": e.group,
+            "kinds": ", ".join(e.kinds),
+            "tags": json.dumps(e.tags, sort_keys=True),
+            "location": e.location,
+            "storage_format": e.storage_format,
+            "table_name": e.table_name,
+            "partitioning": e.partitioning,
+            "partitions_present": len(e.partitions),
+            "first_partition": e.partitions[0] if e.partitions else None,
+            "last_partition": e.partitions[-1] if e.partitions else None,
+            "schema_version": e.schema_version,
+            "schema_diff": None if e.schema_diff is None else json.dumps(e.schema_diff),
+            "column_count": len(e.columns),
+            "metrics": json.dumps(list(e.metrics)),
+            "row_count": e.row_count,
+            "size_bytes": e.size_bytes,
+            "file_count": e.file_count,
+            "last_update": e.last_update,
+            "freshness_hours": e.freshness_hours,
+            "freshness_status": e.freshness_status,
+            "quality_status": e.quality_status,
+            "quality_checks": json.dumps(_checks_json(e)),
+        }
+        for e in entries
+    ]
+    return pa.Table.from_pylist(rows, schema=CATALOG_TABLE.schema)
+
+
+def column_rows(entries: list[CatalogEntry], built_at: datetime) -> pa.Table:
+    rows = [
+        {
+            "catalog_time": built_at,
+            "dataset": e.name,
+            "position": i,
+            "column_name": c.name,
+            "data_type": c.data_type,
+            "nullable": c.nullable,
+            "description": c.description,
+        }
+        for e in entries
+        for i, c in enumerate(e.columns, start=1)
+    ]
+    return pa.Table.from_pylist(rows, schema=CATALOG_COLUMNS_TABLE.schema)
