@@ -1,4 +1,5 @@
-"""Shared fixtures: temporary lakes and the real servers this machine runs (PostgreSQL, MariaDB).
+"""Shared fixtures: temporary lakes, a local Kafka-protocol broker (Tansu), and the real servers
+this machine runs (PostgreSQL, MariaDB).
 
 A test that needs a server calls `require_server(...)`. Outside CI it skips with a printed reason
 when the server is absent; in CI (CI=true) an absent server is a failure, never a skip.
@@ -60,3 +61,13 @@ def postgres_url() -> str:
 def mysql_url() -> str:
     require_server("MariaDB", "127.0.0.1", 3306)
     return MYSQL_URL
+
+
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """One local Kafka-protocol broker (Tansu, in memory) shared by every Kafka test of the
+    session; tests keep apart by using topics of their own."""
+    from sensor_platform.kafka.broker import start_local_broker
+
+    with start_local_broker() as broker:
+        yield broker

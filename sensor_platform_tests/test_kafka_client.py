@@ -1,11 +1,11 @@
-"""Kafka client functions against a real Kafka-protocol broker (Tansu, started for this module)."""
+"""Kafka client functions against a real Kafka-protocol broker (Tansu, the session's kafka_broker)."""
 
 import time
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from sensor_platform.kafka.broker import LocalBroker, start_local_broker
+from sensor_platform.kafka.broker import LocalBroker
 from sensor_platform.kafka.client import (
     BrokerUnavailable,
     KafkaRangeError,
@@ -30,14 +30,8 @@ def value(topic: str, partition: int, i: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def broker():
-    with start_local_broker() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def loaded(broker: LocalBroker) -> KafkaSettings:
-    settings = KafkaSettings(broker.bootstrap, topics=TOPICS, request_timeout_ms=5_000)
+def loaded(kafka_broker: LocalBroker) -> KafkaSettings:
+    settings = KafkaSettings(kafka_broker.bootstrap, topics=TOPICS, request_timeout_ms=5_000)
     for topic in TOPICS:
         assert ensure_topic(settings, topic, 3) is True
         for partition, count in COUNTS.items():

@@ -3,7 +3,8 @@
 Exactly once: the sensor's cursor holds, per topic-partition, the next offset to plan; each new
 range becomes one run whose run key names exactly that range; the run reads exactly its range and
 lands it under a batch id named by the range, so a retry or re-execution rewrites the same files,
-and the raw partitions de-duplicate by reading_id on top of that.
+and the raw partitions de-duplicate by reading_id on top of that. The raw partitions sensor
+(defs/automation.py) then asks for every hour the landed files touch, late hours included.
 
 Runs finish in any order, so a run cannot know whether the ranges before its own are durable.
 The sensor therefore tracks the ranges it requested ("pending") until a successful run has landed

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
@@ -27,12 +28,14 @@ from kafka.structs import OffsetAndMetadata
 
 from sensor_platform.kafka.offsets import OffsetRange, PartitionState
 from sensor_platform.kafka.settings import KafkaSettings, check_topic
+from sensor_platform.readings.normalize import Message
 
 POLL_MS = 100
 PROBE_FETCH_WAIT_MS = 10
 READ_FETCH_WAIT_MS = 100
 MAX_POLL_RECORDS = 5_000
 PRODUCER_LINGER_MS = 20
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BROKER_DEFAULT_REPLICATION = -1  # CreateTopics v4+: the cluster's default.replication.factor
 
 
@@ -168,10 +171,41 @@ def read_range(
     Offsets may be missing inside a range (compaction, transaction markers), so the range is
     complete when the consumer's position reaches rng.end, not when end - start records arrived.
     """
+    return [
+        RawRecord(r.topic, r.partition, r.offset, r.value, r.timestamp, r.key)
+        for records in _range_batches(settings, rng, timeout_s)
+        for r in records
+    ]
+
+
+def read_messages(
+    settings: KafkaSettings, rng: OffsetRange, *, timeout_s: float = 30
+) -> list[Message]:
+    """The records of `rng` (as read_range) as normalizer input: payload, source
+    `kafka:topic/partition/offset`, and the record's timestamp as received_at, so reading the range
+    again yields identical messages. A tombstone becomes an empty payload (quarantined).
+
+    Built straight from the consumer's records, with no intermediate object per record: this loop
+    runs once per message on the ingestion hot path.
+    """
+    prefix = f"kafka:{rng.topic}/{rng.partition}/"
+    messages: list[Message] = []
+    append = messages.append
+    last_ms, received_at = None, EPOCH
+    for records in _range_batches(settings, rng, timeout_s):
+        for r in records:
+            if r.timestamp != last_ms:  # neighbouring records often share a millisecond
+                last_ms, received_at = r.timestamp, EPOCH + timedelta(milliseconds=r.timestamp)
+            value = r.value
+            append(Message(b"" if value is None else value, prefix + str(r.offset), received_at))
+    return messages
+
+
+def _range_batches(settings: KafkaSettings, rng: OffsetRange, timeout_s: float) -> Iterator[list]:
+    """The consumer's records of `rng`, poll by poll, until the position reaches rng.end."""
     if rng.start == rng.end:
-        return []
+        return
     tp = TopicPartition(rng.topic, rng.partition)
-    records: list[RawRecord] = []
     with _consumer(settings, f"reading {rng.run_key}") as consumer:
         consumer.assign([tp])
         consumer.seek(tp, rng.start)
@@ -188,12 +222,13 @@ def read_range(
                 position = consumer.position(tp, timeout_ms=settings.request_timeout_ms)
             except KafkaError as exc:  # e.g. out of range: the offsets are gone
                 raise KafkaRangeError(f"cannot read {rng.run_key}: {exc}") from exc
-            records.extend(
-                RawRecord(r.topic, r.partition, r.offset, r.value, r.timestamp, r.key)
-                for r in batches.get(tp, ())
-                if rng.start <= r.offset < rng.end
-            )
-    return records
+            records = batches.get(tp)
+            if not records:
+                continue
+            # A fetched batch may reach past the range; filter only when it does.
+            if records[0].offset < rng.start or records[-1].offset >= rng.end:
+                records = [r for r in records if rng.start <= r.offset < rng.end]
+            yield records
 
 
 def commit_offsets(settings: KafkaSettings, offsets: dict[tuple[str, int], int]) -> None:
