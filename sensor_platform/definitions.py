@@ -2,12 +2,24 @@
 
 import dagster as dg
 
-from sensor_platform.defs import aggregates, automation, catalog, feed, kafka, landing, quality, raw
+from sensor_platform.defs import (
+    aggregates,
+    automation,
+    catalog,
+    dbt,
+    feed,
+    kafka,
+    landing,
+    quality,
+    raw,
+)
 from sensor_platform.defs.resources import build_resources
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
+    resources = build_resources()
+    resources["dbt"] = dbt.DbtWarehouseResource(warehouse=resources["warehouse"])
     core = dg.Definitions(
         assets=[
             kafka.kafka_topics,
@@ -16,6 +28,7 @@ def defs() -> dg.Definitions:
             aggregates.sensor_readings_minute,
             aggregates.sensor_readings_hourly,
             aggregates.sensor_readings_daily,
+            dbt.sensor_dbt_models,
         ],
         jobs=[
             feed.simulated_feed_job,
@@ -23,6 +36,7 @@ def defs() -> dg.Definitions:
             automation.raw_job,
             automation.minute_job,
             automation.rollups_job,
+            dbt.analytics_job,
         ],
         sensors=[
             feed.simulated_feed_sensor,
@@ -34,6 +48,6 @@ def defs() -> dg.Definitions:
             automation.repair_minute_partitions,
             automation.repair_rollup_partitions,
         ],
-        resources=build_resources(),
+        resources=resources,
     )
     return dg.Definitions.merge(core, quality.quality_definitions(), catalog.catalog_definitions())

@@ -1,0 +1,269 @@
+"""The production setup as files: docker-compose.yml, dagster.yaml, workspace.yaml, the Dockerfile
+and .env.example must agree with each other and with the code. No Docker engine runs here, so the
+compose file is read as data, with compose's variable interpolation applied from .env.example."""
+
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster._core.instance.config import dagster_instance_config
+
+from sensor_platform.cli import build_parser
+from sensor_platform.defs.kafka import kafka_ingest_job
+from sensor_platform.defs.raw import raw_sensor_readings
+from sensor_platform.demo import DEV_INSTANCE_YAML
+
+REPO = Path(__file__).resolve().parents[1]
+DAGSTER_SERVICES = ("dagster-webserver", "dagster-daemon", "user-code")
+SERVICES = {"postgres", "kafka", "minio", "mysql", "simulator", *DAGSTER_SERVICES}
+
+
+# -- compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, $$ ----------
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif text.startswith("${", i):
+            depth, j = 1, i + 2
+            while depth:
+                if text.startswith("${", j):
+                    depth, j = depth + 1, j + 2
+                    continue
+                depth -= text[j] == "}"
+                j += 1
+            out.append(_resolve(text[i + 2 : j - 1], env))
+            i = j
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _resolve(expression: str, env: Mapping[str, str]) -> str:
+    name, operator, argument = re.fullmatch(
+        r"([A-Za-z_][A-Za-z0-9_]*)(?:(:-|-|:\?|\?)(.*))?", expression, re.S
+    ).groups()
+    value = env.get(name)
+    if operator == ":-":
+        return value if value else interpolate(argument, env)
+    if operator == "-":
+        return value if value is not None else interpolate(argument, env)
+    if operator in (":?", "?") and not value:
+        raise KeyError(f"{name}: {argument}")
+    if value is None:
+        raise KeyError(f"{name} is not set and has no default")
+    return value
+
+
+def _walk(node, fn):
+    if isinstance(node, dict):
+        return {k: _walk(v, fn) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_walk(v, fn) for v in node]
+    return fn(node) if isinstance(node, str) else node
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in (REPO / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def compose(env: Mapping[str, str] | None = None) -> dict:
+    raw = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    return _walk(raw, lambda s: interpolate(s, env_example() if env is None else env))
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    return {k: str(v) for k, v in env.items()}
+
+
+def option(command: list[str], *flags: str) -> str:
+    for i, part in enumerate(command):
+        if part in flags:
+            return command[i + 1]
+    raise AssertionError(f"none of {flags} in {command}")
+
+
+def instance_env_vars(node) -> set[str]:
+    """Every variable dagster.yaml reads through {env: NAME}."""
+    if isinstance(node, dict):
+        if set(node) == {"env"}:
+            return {node["env"]}
+        return set().union(*(instance_env_vars(v) for v in node.values()))
+    return set()
+
+
+# -- compose ---------------------------------------------------------------------------------------
+def test_compose_services_images_and_dependencies():
+    services = compose()["services"]
+    assert set(services) == SERVICES
+    for name, service in services.items():
+        assert service.get("image") or service.get("build"), name
+        assert service.get("command") or service.get("image") in {
+            "postgres:16",
+            "apache/kafka:3.9.1",
+        }, name
+        for dependency, spec in (service.get("depends_on") or {}).items():
+            assert dependency in services, (name, dependency)
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], (name, dependency)
+    # the platform's services run the image of this repository's Dockerfile, never a pulled one
+    for name in (*DAGSTER_SERVICES, "simulator"):
+        assert services[name]["image"] == "sensor-platform:latest"
+        assert services[name]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
+    published = [p.split(":")[0] for s in services.values() for p in s.get("ports", [])]
+    assert len(published) == len(set(published)), published
+
+
+def test_compose_refuses_to_start_without_the_passwords():
+    for secret in ("DAGSTER_PG_PASSWORD", "AWS_SECRET_ACCESS_KEY", "MYSQL_ROOT_PASSWORD"):
+        env = {k: v for k, v in env_example().items() if k != secret}
+        with pytest.raises(KeyError, match=secret):
+            compose(env)
+
+
+def test_instance_settings_reach_webserver_daemon_and_run_workers():
+    services = compose()["services"]
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    needed = instance_env_vars(config)
+    assert needed == {f"DAGSTER_PG_{p}" for p in ("HOST", "PORT", "USER", "PASSWORD", "DB")}
+    for name in DAGSTER_SERVICES:
+        env = environment(services[name])
+        assert needed <= set(env), name
+        assert env["DAGSTER_HOME"] == "/opt/dagster/home", name
+        assert env["DAGSTER_PG_HOST"] in services and env["DAGSTER_PG_HOST"] == "postgres"
+    postgres = environment(services["postgres"])
+    instance = environment(services["user-code"])
+    assert postgres["POSTGRES_USER"] == instance["DAGSTER_PG_USER"]
+    assert postgres["POSTGRES_PASSWORD"] == instance["DAGSTER_PG_PASSWORD"]
+    assert postgres["POSTGRES_DB"] == instance["DAGSTER_PG_DB"]
+
+
+def test_compose_workspace_points_at_the_code_server():
+    document = compose()
+    services, configs = document["services"], document["configs"]
+    [entry] = yaml.safe_load(configs["workspace"]["content"])["load_from"]
+    grpc = entry["grpc_server"]
+    code_server = services["user-code"]["command"]
+    assert code_server[:3] == ["dagster", "code-server", "start"]
+    assert grpc["host"] == "user-code"
+    assert str(grpc["port"]) == option(code_server, "-p", "--port")
+    assert str(grpc["port"]) in services["user-code"]["expose"]
+    assert option(code_server, "-h", "--host") == "0.0.0.0"
+    # the same code location as workspace.yaml (make ui, tests) and pyproject's [tool.dagster]
+    [local] = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    tool = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dagster"]
+    assert option(code_server, "-m", "--module-name") == local["python_module"]["module_name"]
+    assert option(code_server, "-m") == tool["module_name"]
+    names = {grpc["location_name"], option(code_server, "--location-name")}
+    assert names == {local["python_module"]["location_name"], tool["code_location_name"]}
+    for name in ("dagster-webserver", "dagster-daemon"):
+        service = services[name]
+        mounted = {c["target"] for c in service["configs"] if c["source"] == "workspace"}
+        assert option(service["command"], "-w", "--workspace") in mounted, name
+        assert service["depends_on"]["user-code"]["condition"] == "service_healthy"
+
+
+def test_platform_settings_point_at_the_compose_servers():
+    services = compose()["services"]
+    env = environment(services["user-code"])
+    kafka = environment(services["kafka"])
+    internal = dict(
+        listener.split("://") for listener in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    )["INTERNAL"]
+    assert env["SENSOR_KAFKA_BOOTSTRAP_SERVERS"] == internal == "kafka:9092"
+    assert env["SENSOR_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert "9000:9000" in services["minio"]["ports"]
+    minio = environment(services["minio"])
+    assert (minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"]) == (
+        env["AWS_ACCESS_KEY_ID"],
+        env["AWS_SECRET_ACCESS_KEY"],
+    )
+    assert env["SENSOR_LAKE_ROOT"].startswith("s3://")
+    warehouse = re.fullmatch(
+        r"postgresql\+psycopg2://([^:]+):([^@]+)@postgres:5432/(\w+)", env["SENSOR_WAREHOUSE_URL"]
+    )
+    assert warehouse, env["SENSOR_WAREHOUSE_URL"]
+    assert (
+        f"CREATE DATABASE {warehouse.group(3)};" in compose()["configs"]["postgres-init"]["content"]
+    )
+    assert env["SENSOR_SOURCE"] == "kafka"
+    assert services["user-code"]["env_file"] == [{"path": ".env", "required": False}]
+
+
+def test_simulator_publishes_to_the_kafka_service():
+    services = compose()["services"]
+    command = services["simulator"]["command"]
+    assert command[:2] == ["sensor-platform", "simulate"]
+    args = build_parser().parse_args(command[1:])  # every flag exists and parses
+    assert (args.to, args.bootstrap_servers) == ("kafka", "kafka:9092")
+    topics = environment(services["user-code"])["SENSOR_KAFKA_TOPICS"].split(",")
+    assert args.topic in topics
+    assert services["simulator"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+# -- dagster.yaml ----------------------------------------------------------------------------------
+def test_production_instance_config_is_valid_and_limits_what_the_code_uses(tmp_path):
+    (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    config, _ = dagster_instance_config(str(tmp_path))  # Dagster's own schema validation
+    postgres = config["storage"]["postgres"]["postgres_db"]
+    assert postgres["scheme"] == "postgresql+psycopg2"  # SQLAlchemy 2.1 would pick psycopg 3
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert config["run_retries"] == {"enabled": True, "max_retries": 2}
+    assert config["retention"]["sensor"]["purge_after_days"]["skipped"] == 7
+    limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
+    # the tag the limits name is the one the Kafka ingestion runs carry
+    feed_tag = ("sensor_platform/feed", kafka_ingest_job.tags["sensor_platform/feed"])
+    assert feed_tag in {(limit["key"], limit.get("value")) for limit in limits}
+    assert config["concurrency"]["pools"]["default_limit"] == 1
+    assert raw_sensor_readings.node_def.pools == {"raw_sensor_readings"}
+
+
+def test_dev_instance_stays_embedded(tmp_path):
+    # `make demo` / `make ui` keep their generated SQLite instance: no server settings in it
+    (tmp_path / "dagster.yaml").write_text(DEV_INSTANCE_YAML)
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert "storage" not in config and "run_coordinator" not in config
+
+
+# -- Dockerfile and .env.example -------------------------------------------------------------------
+def test_dockerfile_builds_the_user_code_image():
+    text = (REPO / "Dockerfile").read_text()
+    instructions = [
+        line.strip()
+        for line in text.replace("\\\n", " ").splitlines()
+        if line.strip()[:1].isupper()
+    ]
+    assert instructions[0] == "FROM python:3.11-slim"
+    assert "RUN pip install -c constraints.txt ." in instructions
+    env = " ".join(i for i in instructions if i.startswith("ENV "))
+    assert "DAGSTER_HOME=/opt/dagster/home" in env
+    assert "SENSOR_DBT_PROJECT_DIR=/opt/sensor-platform/dbt_project" in env
+    assert "COPY dagster.yaml ${DAGSTER_HOME}/dagster.yaml" in instructions
+    assert "COPY dbt_project ./dbt_project" in instructions
+    assert any("prepare_dbt_project()" in i for i in instructions)  # the manifest is built in
+    cmd = yaml.safe_load(next(i for i in instructions if i.startswith("CMD "))[4:])
+    assert cmd == compose()["services"]["user-code"]["command"]
+
+
+def test_env_example_documents_every_setting():
+    documented = (REPO / ".env.example").read_text()
+    in_code = set()
+    for path in (REPO / "sensor_platform").rglob("*.py"):
+        in_code |= set(re.findall(r"\"((?:SENSOR|DAGSTER_PG|AWS)_[A-Z0-9_]+)\"", path.read_text()))
+    assert in_code, "no settings found"
+    missing = sorted(name for name in in_code if name not in documented)
+    assert not missing, f"add to .env.example: {missing}"
+    raw = (REPO / "docker-compose.yml").read_text()
+    in_compose = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", raw.replace("$${", "")))
+    assert sorted(name for name in in_compose if name not in env_example()) == []
