@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export SENSOR_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install demo ui test lint format broker benchmark clean
+.PHONY: install demo ui test lint format broker benchmark benchmark-kafka clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,9 @@ broker: install
 
 benchmark: install
 	$(BIN)/python benchmarks/minute_aggregation.py
+
+benchmark-kafka: install
+	$(BIN)/python benchmarks/kafka_ingestion.py
 
 clean:
 	rm -rf data .dagster_home
