@@ -71,3 +71,15 @@ def kafka_broker():
 
     with start_local_broker() as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 API (a moto server on a free loopback port) for the whole test session."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()

@@ -364,40 +364,31 @@ def test_analytics_file_is_replaced_while_an_analyst_holds_it_open(tmp_path, lak
     assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []
 
 
-def test_s3_lake_is_inspected_and_gets_documents_but_no_views(tmp_path):
-    from moto.server import ThreadedMotoServer
-
+def test_s3_lake_is_inspected_and_gets_documents_but_no_views(tmp_path, s3_endpoint):
     from sensor_platform.catalog.lake_inspection import inspect_lake_dataset, write_lake_bytes
-    from sensor_platform_tests.conftest import free_port
     from sensor_platform_tests.readings_factory import hour, readings_table
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
-        lake = Lake(
-            "s3://catalog-lake/prod",
-            s3_endpoint_url=f"http://127.0.0.1:{port}",
-            s3_access_key="testing",
-            s3_secret_key="testing",
-        )
-        rows = [
-            {"event_time": hour(10), "device_id": "d1", "metric": "co2", "value": 400},
-            {"event_time": hour(10), "device_id": "d2", "metric": "humidity", "value": 40},
-        ]
-        lake.write_parquet(layout.raw_partition_file(hour(10)), readings_table(rows))
-        stats = inspect_lake_dataset(lake, layout.RAW)
-        assert (stats.files, stats.rows, stats.metrics) == (1, 2, ("co2", "humidity"))
-        assert stats.partitions == ("date=2026-03-01/hour=10",)
+    lake = Lake(
+        "s3://catalog-lake/prod",
+        s3_endpoint_url=s3_endpoint,
+        s3_access_key="testing",
+        s3_secret_key="testing",
+    )
+    rows = [
+        {"event_time": hour(10), "device_id": "d1", "metric": "co2", "value": 400},
+        {"event_time": hour(10), "device_id": "d2", "metric": "humidity", "value": 40},
+    ]
+    lake.write_parquet(layout.raw_partition_file(hour(10)), readings_table(rows))
+    stats = inspect_lake_dataset(lake, layout.RAW)
+    assert (stats.files, stats.rows, stats.metrics) == (1, 2, ("co2", "humidity"))
+    assert stats.partitions == ("date=2026-03-01/hour=10",)
 
-        write_lake_bytes(lake, HTML_PAGE, b"<html></html>")
-        assert read_lake_bytes(lake, HTML_PAGE) == b"<html></html>"
-        assert read_lake_bytes(lake, JSON_DOCUMENT) is None
+    write_lake_bytes(lake, HTML_PAGE, b"<html></html>")
+    assert read_lake_bytes(lake, HTML_PAGE) == b"<html></html>"
+    assert read_lake_bytes(lake, JSON_DOCUMENT) is None
 
-        report = refresh_analytics_db(str(tmp_path / "a.duckdb"), lake, {"raw": layout.RAW})
-        assert report.views == () and "S3" in report.skipped["raw"]
-    finally:
-        server.stop()
+    report = refresh_analytics_db(str(tmp_path / "a.duckdb"), lake, {"raw": layout.RAW})
+    assert report.views == () and "S3" in report.skipped["raw"]
 
 
 def test_readme_shows_the_example_queries_that_are_tested():

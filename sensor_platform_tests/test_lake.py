@@ -1,7 +1,6 @@
 """The lake: atomic writes, idempotent landing, exact compaction, late data, cleanup, and S3."""
 
 import json
-import os
 import threading
 from datetime import timedelta
 
@@ -20,7 +19,6 @@ from sensor_platform.lake.compaction import (
 from sensor_platform.lake.landing import land_batch
 from sensor_platform.lake.store import Lake
 from sensor_platform.readings.schema import QUARANTINE_SCHEMA, READING_SCHEMA
-from sensor_platform_tests.conftest import free_port
 from sensor_platform_tests.readings_factory import hour, readings_table
 
 NO_QUARANTINE = QUARANTINE_SCHEMA.empty_table()
@@ -204,19 +202,6 @@ def test_lake_is_readable_with_hive_partitioning(lake: Lake):
         params={"g": glob},
     ).fetchall()
     assert [(int(h), n) for h, n in rows] == [(9, 3), (10, 4)]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 def test_s3_lake_lands_and_compacts(s3_endpoint):

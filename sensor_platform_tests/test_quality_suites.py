@@ -453,23 +453,6 @@ def test_data_docs_publish_to_s3_through_the_lake(tmp_path, s3_endpoint):
         assert f.read() == b"<html>page</html>"
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    import os
-
-    from moto.server import ThreadedMotoServer
-
-    from sensor_platform_tests.conftest import free_port
-
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 # -- rules ---------------------------------------------------------------------------------------
 def test_rules_override_file_merges_and_typos_fail(tmp_path):
     override = tmp_path / "rules.json"

@@ -11,7 +11,6 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 from dagster_aws.s3 import S3Resource
-from moto.server import ThreadedMotoServer
 
 from sensor_platform.defs.aggregates import sensor_readings_minute
 from sensor_platform.defs.automation import raw_job
@@ -20,7 +19,6 @@ from sensor_platform.defs.raw import raw_sensor_readings
 from sensor_platform.defs.resources import LakeResource, build_resources
 from sensor_platform.lake import layout
 from sensor_platform.readings.schema import READING_SCHEMA
-from sensor_platform_tests.conftest import free_port
 from sensor_platform_tests.readings_factory import readings_table
 
 BUCKET, PREFIX = "sensor-lake", "prod"
@@ -28,24 +26,17 @@ HOUR = datetime(2026, 3, 1, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def s3_environment(monkeypatch, tmp_path):
-    """A moto S3 server and the variables a deployment sets to point the platform at it."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+def s3_environment(monkeypatch, tmp_path, s3_endpoint):
+    """The variables a deployment sets to point the platform at a (moto) S3 server."""
     for name, value in {
         "SENSOR_LAKE_ROOT": f"s3://{BUCKET}/{PREFIX}",
-        "SENSOR_S3_ENDPOINT_URL": f"http://{host}:{port}",
+        "SENSOR_S3_ENDPOINT_URL": s3_endpoint,
         "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "sensor-test-key",
         "AWS_SECRET_ACCESS_KEY": "sensor-test-secret",
         "SENSOR_DATA_DIR": str(tmp_path / "data"),  # the DuckDB warehouse stays local
     }.items():
         monkeypatch.setenv(name, value)
-    try:
-        yield
-    finally:
-        server.stop()
 
 
 def s3_resource() -> S3Resource:

@@ -1,0 +1,219 @@
+"""Notifications without the ledger: masking, payload limits, and delivery with retries against a
+real HTTP server on 127.0.0.1 scripted to fail in every way the brief lists."""
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pyarrow as pa
+import pytest
+
+from sensor_platform.detection.schema import EPISODE_SCHEMA, episode_id
+from sensor_platform.notify.channels import Channel, mask_url, redact
+from sensor_platform.notify.delivery import RetryPolicy, dispatch, post_message, retry_after
+from sensor_platform.notify.messages import (
+    DISCORD_MAX_CONTENT,
+    DISCORD_MAX_EMBEDS,
+    DISCORD_MAX_TOTAL,
+    Notice,
+    build_messages,
+    discord_payload_size,
+)
+from sensor_platform.notify.receiver import Reply, WebhookReceiver
+from sensor_platform_tests.conftest import free_port
+
+START = datetime(2026, 3, 1, 10, tzinfo=UTC)
+FAST = RetryPolicy(attempts=4, timeout_s=0.3, backoff_s=0.01, max_backoff_s=0.05)
+TOKEN = "AbCdEf0123456789secretTOKEN"
+
+
+def episodes(n: int, *, device: str = "EQ{i}", severity: str = "critical", **extra) -> pa.Table:
+    rows = []
+    for i in range(n):
+        start = START + timedelta(minutes=i)
+        dev = device.format(i=i)
+        rows.append(
+            {
+                "episode_id": episode_id(dev, "temperature", "temperature_high", start),
+                "partition_hour": START,
+                "device_id": dev,
+                "site_id": "FAC001",
+                "metric": "temperature",
+                "unit": "°C",
+                "rule": "temperature_high",
+                "kind": "threshold",
+                "severity": severity,
+                "status": "open",
+                "start_time": start,
+                "end_time": start + timedelta(minutes=3),
+                "closed_at": None,
+                "reading_count": 7,
+                "peak_value": 71.5,
+                "peak_time": start + timedelta(minutes=1),
+                "peak_score": 71.5,
+                "threshold": 60.0,
+            }
+            | extra
+        )
+    return pa.Table.from_pylist(rows, schema=EPISODE_SCHEMA)
+
+
+def notices(n: int, **kwargs) -> list[Notice]:
+    return [Notice(row, ("opened",)) for row in episodes(n, **kwargs).to_pylist()]
+
+
+@pytest.fixture
+def receiver():
+    with WebhookReceiver() as server:
+        yield server
+
+
+def test_masked_urls_never_show_the_token():
+    discord = f"https://discord.com/api/webhooks/123456/{TOKEN}"
+    assert mask_url(discord) == "https://discord.com/api/webhooks/***"
+    assert mask_url(f"https://hooks.slack.com/services/T0/B0/{TOKEN}") == (
+        "https://hooks.slack.com/services/***"
+    )
+    assert mask_url(f"http://user:pw@10.0.0.1:8080/hook/{TOKEN}?k=1") == "http://10.0.0.1:8080/***"
+    assert mask_url("not a url") == "***"
+    channel = Channel("discord", "discord", discord)
+    assert TOKEN not in repr(channel)
+    assert TOKEN not in redact(f"POST {discord} failed; token {TOKEN}", [channel])
+    with pytest.raises(ValueError) as error:
+        Channel("x", "webhook", f"ftp://{TOKEN}")
+    assert TOKEN not in str(error.value)
+
+
+def test_discord_storm_of_50_episodes_respects_every_limit():
+    storm = notices(50) + notices(5, device="@everyone " + "x" * 5000 + "{i}", severity="warning")
+    messages = build_messages("discord", storm)
+    assert len(messages) <= 8  # a handful of requests, not 55
+    seen = []
+    for message in messages:
+        payload = message.payload
+        assert len(payload["embeds"]) <= DISCORD_MAX_EMBEDS
+        assert len(payload["content"]) <= DISCORD_MAX_CONTENT
+        assert discord_payload_size(payload) <= DISCORD_MAX_TOTAL
+        assert payload["allowed_mentions"] == {"parse": []}
+        for embed in payload["embeds"]:
+            assert len(embed["title"]) <= 256 and len(embed["description"]) <= 4096
+            assert all(len(f["value"]) <= 1024 for f in embed["fields"])
+        seen += [n.episode["episode_id"] for n in message.notices]
+    assert sorted(seen) == sorted(n.episode["episode_id"] for n in storm)
+    assert messages[0].payload["content"] == "Sensor Platform: 10 new anomalies (10 critical)"
+
+
+def test_slack_and_generic_payloads_batch_and_escape():
+    storm = notices(45, device="<!channel> {i}")
+    slack = build_messages("slack", storm)
+    assert [len(m.notices) for m in slack] == [20, 20, 5]
+    for message in slack:
+        assert len(message.payload["blocks"]) <= 50
+        text = str(message.payload["blocks"])
+        assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    [generic] = build_messages("webhook", storm)
+    item = generic.payload["notices"][0]
+    assert item["events"] == ["opened"] and item["episode"]["start_time"] == "2026-03-01T10:00:00Z"
+    assert item["summary"] == "temperature reached 71.5 °C (≥ 60, critical)"
+
+
+def test_delivery_succeeds_first_time(receiver):
+    channel = Channel("webhook", "webhook", receiver.url("ok"))
+    [message] = build_messages("webhook", notices(3))
+    with httpx.Client(timeout=FAST.timeout_s) as client:
+        result = post_message(client, channel, message, policy=FAST)
+    assert (result.ok, result.attempts, result.http_status) == (True, 1, 204)
+    [got] = receiver.received("ok")
+    assert got.payload["notices"][0]["notification_ids"] == list(
+        message.notices[0].notification_ids
+    )
+    assert got.headers["Idempotency-Key"] == message.idempotency_key
+
+
+@pytest.mark.parametrize(
+    ("replies", "attempts", "min_wait"),
+    [
+        ([Reply(500), Reply(503)], 3, 0.0),
+        ([Reply(429, body={"retry_after": 0.25, "global": False})], 2, 0.25),
+        ([Reply(429, headers={"Retry-After": "1"})], 2, 1.0),
+        ([Reply(204, delay_s=1.5)], 2, 0.0),  # the slow answer comes after the client gave up
+    ],
+    ids=["5xx-then-ok", "429-retry_after-body", "429-Retry-After-header", "slow-timeout"],
+)
+def test_transient_failures_are_retried_and_arrive_once(receiver, replies, attempts, min_wait):
+    receiver.script("hook", *replies)
+    channel = Channel("discord", "discord", receiver.url("hook"))
+    [message] = build_messages("discord", notices(2))
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    with httpx.Client(timeout=FAST.timeout_s) as client:
+        result = post_message(client, channel, message, policy=FAST, sleep=sleep)
+    assert result.ok and result.attempts == attempts
+    assert receiver.attempts("hook") == attempts
+    time.sleep(max(r.delay_s for r in replies) + 0.1)  # a slow answer would have landed by now
+    assert len(receiver.received("hook")) == 1
+    assert max(waits) >= min_wait
+
+
+def test_failures_that_persist_leave_the_message_pending(receiver):
+    refused = Channel("slack", "slack", f"http://127.0.0.1:{free_port()}/services/T/B/{TOKEN}")
+    [message] = build_messages("slack", notices(1))
+    with httpx.Client(timeout=FAST.timeout_s) as client:
+        result = post_message(client, refused, message, policy=FAST, sleep=lambda s: None)
+        assert (result.ok, result.attempts, result.http_status) == (False, 4, None)
+        assert result.detail.startswith("connection failed") and TOKEN not in result.detail
+
+        receiver.script("gone", Reply(404, body={"message": "Unknown Webhook"}))
+        gone = Channel("discord", "discord", receiver.url("gone"))
+        result = post_message(client, gone, message, policy=FAST, sleep=lambda s: None)
+        assert (result.ok, result.attempts, result.http_status) == (False, 1, 404)
+
+        receiver.script("busy", Reply(429, body={"retry_after": 3600}))
+        busy = Channel("discord", "discord", receiver.url("busy"))
+        result = post_message(client, busy, message, policy=FAST, sleep=lambda s: None)
+        assert (result.ok, result.attempts) == (False, 1) and "next run" in result.detail
+    assert receiver.received() == []
+
+
+def test_retry_after_parsing():
+    def response(**kwargs):
+        return httpx.Response(429, **kwargs)
+
+    assert retry_after(response(json={"retry_after": 1.5})) == 1.5
+    assert retry_after(response(headers={"Retry-After": "7"})) == 7
+    later = (datetime.now(UTC) + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    assert 25 <= retry_after(response(headers={"Retry-After": later})) <= 31
+    assert retry_after(response(headers={"Retry-After": "soon"})) == 1.0
+    assert retry_after(response(text="not json")) == 1.0
+
+
+def test_a_failing_channel_blocks_no_other(receiver, caplog):
+    caplog.set_level(logging.DEBUG)
+    slow_policy = RetryPolicy(attempts=3, timeout_s=0.3, backoff_s=0.4, max_backoff_s=0.4)
+    port = free_port()
+    dead = Channel("slack", "slack", f"http://127.0.0.1:{port}/services/{TOKEN}")
+    discord = Channel("discord", "discord", receiver.url(f"api/webhooks/1/{TOKEN}"))
+    generic = Channel("webhook", "webhook", receiver.url("generic"))
+    storm = notices(25)
+    recorded = []
+    started = time.monotonic()
+    reports = dispatch(
+        {dead: storm, discord: storm, generic: storm},
+        lambda channel, message, result: recorded.append((channel.name, result.ok)),
+        policy=slow_policy,
+    )
+    elapsed = time.monotonic() - started
+    by_name = {r.channel: r for r in reports}
+    assert by_name["discord"].notices_sent == 25 and by_name["discord"].messages_sent == 3
+    assert by_name["webhook"].notices_sent == 25 and by_name["webhook"].failure is None
+    assert by_name["slack"].pending == 25 and by_name["slack"].messages_sent == 0
+    assert by_name["slack"].requests == 3  # one message's retries, then the channel waits
+    assert by_name["slack"].masked_url == f"http://127.0.0.1:{port}/services/***"
+    assert elapsed < 3  # channels ran side by side
+    assert recorded.count(("slack", False)) == 1 and recorded.count(("discord", True)) == 3
+    assert all(TOKEN not in record.getMessage() for record in caplog.records)
