@@ -4,6 +4,7 @@ import dagster as dg
 
 from sensor_platform.defs import (
     aggregates,
+    alerts,
     automation,
     catalog,
     dbt,
@@ -18,7 +19,7 @@ from sensor_platform.defs.resources import build_resources
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    resources = build_resources()
+    resources = {**build_resources(), **alerts.build_alert_resources()}
     resources["dbt"] = dbt.DbtWarehouseResource(warehouse=resources["warehouse"])
     core = dg.Definitions(
         assets=[
@@ -28,6 +29,8 @@ def defs() -> dg.Definitions:
             aggregates.sensor_readings_minute,
             aggregates.sensor_readings_hourly,
             aggregates.sensor_readings_daily,
+            alerts.sensor_anomalies,
+            alerts.anomaly_alerts,
             dbt.sensor_dbt_models,
         ],
         jobs=[
@@ -36,6 +39,7 @@ def defs() -> dg.Definitions:
             automation.raw_job,
             automation.minute_job,
             automation.rollups_job,
+            alerts.anomaly_alerts_job,
             dbt.analytics_job,
         ],
         sensors=[
@@ -47,6 +51,7 @@ def defs() -> dg.Definitions:
             automation.repair_raw_partitions,
             automation.repair_minute_partitions,
             automation.repair_rollup_partitions,
+            alerts.retry_pending_alerts,
         ],
         resources=resources,
     )

@@ -10,7 +10,12 @@ import dagster as dg
 from sensor_platform.definitions import defs
 
 DAILY_ASSETS = {"sensor_readings_hourly", "sensor_readings_daily"}
-HOURLY_ASSETS = {"raw_sensor_readings", "sensor_readings_minute"}
+HOURLY_ASSETS = {
+    "raw_sensor_readings",
+    "sensor_readings_minute",
+    "sensor_anomalies",
+    "anomaly_alerts",
+}
 
 
 def _graph():
@@ -29,6 +34,8 @@ def test_asset_keys_partitions_and_dependencies():
     assert deps["sensor_readings_minute"] == ["raw_sensor_readings"]
     assert deps["sensor_readings_hourly"] == ["sensor_readings_minute"]
     assert deps["sensor_readings_daily"] == ["sensor_readings_hourly"]
+    assert deps["sensor_anomalies"] == ["raw_sensor_readings"]
+    assert deps["anomaly_alerts"] == ["sensor_anomalies"]
     for name in HOURLY_ASSETS:
         assert isinstance(
             graph.get(dg.AssetKey(name)).partitions_def, dg.HourlyPartitionsDefinition

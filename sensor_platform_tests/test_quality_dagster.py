@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from sensor_platform.defs import quality
+from sensor_platform.defs import alerts, quality
 from sensor_platform.defs.aggregates import (
     sensor_readings_daily,
     sensor_readings_hourly,
@@ -82,6 +82,8 @@ def env(tmp_path):
             sensor_readings_minute,
             sensor_readings_hourly,
             sensor_readings_daily,
+            alerts.sensor_anomalies,
+            alerts.anomaly_alerts,
         ],
         asset_checks=quality.QUALITY_CHECKS,
         jobs=[raw_job, rollups_job],
@@ -91,6 +93,7 @@ def env(tmp_path):
             "fleet": FleetResource(fleet_file=str(fleet_file)),
             "pipeline": PipelineResource(),
             "quality": quality.QualityResource(),
+            **alerts.build_alert_resources(),
         },
     )
     return {

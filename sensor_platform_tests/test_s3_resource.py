@@ -13,6 +13,7 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from sensor_platform.defs.aggregates import sensor_readings_minute
+from sensor_platform.defs.alerts import anomaly_alerts, build_alert_resources, sensor_anomalies
 from sensor_platform.defs.automation import raw_job
 from sensor_platform.defs.feed import feed_run_request, simulated_feed_job
 from sensor_platform.defs.raw import raw_sensor_readings
@@ -115,9 +116,13 @@ def test_feed_and_raw_partition_land_on_s3(s3_environment):
     )
     assert landed.success
     definitions = dg.Definitions(
-        assets=[raw_sensor_readings, sensor_readings_minute], jobs=[raw_job], resources=resources
+        assets=[raw_sensor_readings, sensor_readings_minute, sensor_anomalies, anomaly_alerts],
+        jobs=[raw_job],
+        resources={**resources, **build_alert_resources()},
     )
-    raw = definitions.get_job_def("raw_job").execute_in_process(partition_key="2026-03-01-00:00")
+    raw = definitions.resolve_job_def("raw_job").execute_in_process(
+        partition_key="2026-03-01-00:00"
+    )
     assert raw.success
 
     @dg.asset

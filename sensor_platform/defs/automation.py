@@ -16,6 +16,7 @@ from sensor_platform.defs.aggregates import (
     sensor_readings_hourly,
     sensor_readings_minute,
 )
+from sensor_platform.defs.alerts import anomaly_alerts, sensor_anomalies
 from sensor_platform.defs.partitions import DAILY, HOURLY, hour_key
 from sensor_platform.defs.raw import raw_sensor_readings
 from sensor_platform.defs.resources import LakeResource
@@ -23,9 +24,12 @@ from sensor_platform.lake.compaction import pending_landing
 
 REPAIR_LOOKBACK = timedelta(days=3)
 
-# Raw and its minute aggregates run together: a blocking check on raw stops bad data right there.
+# Raw, its minute aggregates, anomalies and alerts run together: a blocking check on raw stops bad
+# data right there, and a reading that breaks a rule is announced in the run that lands it.
 raw_job = dg.define_asset_job(
-    "raw_job", selection=[raw_sensor_readings, sensor_readings_minute], partitions_def=HOURLY
+    "raw_job",
+    selection=[raw_sensor_readings, sensor_readings_minute, sensor_anomalies, anomaly_alerts],
+    partitions_def=HOURLY,
 )
 minute_job = dg.define_asset_job(
     "minute_job", selection=[sensor_readings_minute], partitions_def=HOURLY

@@ -1,0 +1,1 @@
+"""Anomaly detection: rules from a JSON file, vectorized detectors, and episodes across hours."""

@@ -1,0 +1,1 @@
+"""Notifications: channels, payloads within each service's limits, retried delivery, the ledger."""
