@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from sensor_platform import settings
+from sensor_platform.detection.schema import ANOMALIES
 from sensor_platform.lake import layout
 from sensor_platform.lake.store import Lake
 
@@ -77,6 +79,7 @@ def run_demo(hours: int = 6, now: datetime | None = None) -> dict[str, object]:
     print(f"  readings in the lake     {summary['readings']:,}")
     print(f"  raw hourly partitions    {summary['raw_partitions']}")
     print(f"  quarantined messages     {summary['quarantined']:,}")
+    print(f"  anomaly episodes         {summary['anomaly_episodes']:,}")
     print(f"  lake                     {Path(settings.lake_root()).resolve()}")
     print(f"  warehouse (DuckDB)       {Path(settings.data_dir(), 'warehouse.duckdb').resolve()}")
     print(f"  Dagster instance         {os.environ['DAGSTER_HOME']}")
@@ -101,8 +104,18 @@ def _run(
 def _summary(lake: Lake) -> dict[str, object]:
     raw = lake.list_files(layout.RAW)
     quarantine = lake.list_files(layout.QUARANTINE)
+    anomalies = [lake.full_path(f.path) for f in lake.list_files(ANOMALIES)]
+    episodes = (
+        duckdb.sql(
+            "SELECT count(DISTINCT episode_id) FROM read_parquet($files)",
+            params={"files": anomalies},
+        ).fetchall()[0][0]
+        if anomalies
+        else 0
+    )
     return {
         "readings": sum(lake.row_count(f.path) for f in raw),
         "raw_partitions": len(raw),
         "quarantined": sum(lake.row_count(f.path) for f in quarantine),
+        "anomaly_episodes": episodes,
     }
