@@ -83,3 +83,13 @@ def quality_rules_file() -> str | None:
 def analytics_db_path() -> str:
     """The analysts' DuckDB file of views over the lake, refreshed by the catalog."""
     return os.environ.get("SENSOR_ANALYTICS_DB", f"{data_dir()}/analytics.duckdb")
+
+
+def kafka_poll_interval_seconds() -> int:
+    """How often the Kafka sensor polls (the sensor's minimum interval)."""
+    value = os.environ.get("SENSOR_KAFKA_POLL_INTERVAL_SECONDS", "30")
+    if not value.isdigit() or int(value) <= 0:
+        raise ValueError(
+            f"SENSOR_KAFKA_POLL_INTERVAL_SECONDS must be a positive integer, got {value!r}"
+        )
+    return int(value)

@@ -36,7 +36,6 @@ from sensor_platform.lake.layout import check_batch_id
 
 KAFKA_TOPICS = dg.AssetKey("kafka_topics")
 BATCH_ID_TAG = "sensor_platform/batch_id"
-POLL_INTERVAL_SECONDS = 30
 MAX_GAPS_KEPT = 50
 # A run can succeed while a tick is being evaluated: look back past the previous check so that
 # no such run is missed (finding a landed range twice is harmless).
@@ -201,7 +200,7 @@ def run_request(rng: OffsetRange, epoch: int) -> dg.RunRequest:
 
 @dg.sensor(
     job=kafka_ingest_job,
-    minimum_interval_seconds=POLL_INTERVAL_SECONDS,
+    minimum_interval_seconds=settings.kafka_poll_interval_seconds(),
     default_status=(
         dg.DefaultSensorStatus.RUNNING
         if settings.ingest_source() == "kafka"
