@@ -7,6 +7,9 @@ when the server is absent; in CI (CI=true) an absent server is a failure, never 
 
 import os
 import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -83,3 +86,34 @@ def s3_endpoint():
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@contextmanager
+def postgres_role(postgres_url: str, prefix: str, *, timezone: str | None = None) -> Iterator[str]:
+    """A throwaway PostgreSQL login role with a schema of its own (trust auth), dropped after:
+    yields the role name. Sessions left behind (e.g. by a killed daemon) are terminated first."""
+    import psycopg2
+    from psycopg2 import sql
+    from sqlalchemy.engine import make_url
+
+    role = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin_url = make_url(postgres_url).set(drivername="postgresql")
+    admin = psycopg2.connect(admin_url.render_as_string(hide_password=False))
+    admin.autocommit = True
+    name = sql.Identifier(role)
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(name))
+        if timezone:
+            cur.execute(sql.SQL("ALTER ROLE {} SET timezone = %s").format(name), (timezone,))
+        cur.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(name, name))
+    try:
+        yield role
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (role,),
+            )
+            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(name))
+            cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(name))
+        admin.close()

@@ -7,14 +7,12 @@ touches `public`; both are dropped at the end. The role's sessions run in Americ
 that took a day boundary from the session time zone would disagree with DuckDB."""
 
 import math
-import uuid
 from datetime import datetime
 
-import psycopg2
 import pytest
-from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
+from sensor_platform_tests.conftest import postgres_role
 from sensor_platform_tests.test_dbt import MODELS, model_rows, run_dbt, seed_warehouse
 
 GRAIN = {
@@ -28,29 +26,8 @@ GRAIN = {
 
 @pytest.fixture
 def postgres_warehouse_url(postgres_url):
-    role = f"sensor_dbt_test_{uuid.uuid4().hex[:8]}"
-    admin_url = make_url(postgres_url)
-    admin = psycopg2.connect(admin_url.set(drivername="postgresql").render_as_string(False))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        cur.execute(
-            sql.SQL("ALTER ROLE {} SET timezone = 'America/Los_Angeles'").format(
-                sql.Identifier(role)
-            )
-        )
-        cur.execute(
-            sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
-                sql.Identifier(role), sql.Identifier(role)
-            )
-        )
-    try:
-        yield admin_url.set(username=role).render_as_string(hide_password=False)
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(role)))
-            cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-        admin.close()
+    with postgres_role(postgres_url, "sensor_dbt_test", timezone="America/Los_Angeles") as role:
+        yield make_url(postgres_url).set(username=role).render_as_string(hide_password=False)
 
 
 def _same(a: object, b: object) -> bool:

@@ -12,15 +12,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import psycopg2
 import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
-from psycopg2 import sql
 from sqlalchemy.engine import make_url
+
+from sensor_platform_tests.conftest import postgres_role
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,38 +59,18 @@ defs = dg.Definitions(assets=[probe_daily], jobs=[probe_job], sensors=[probe_sen
 @pytest.fixture
 def dagster_home(postgres_url, tmp_path, monkeypatch):
     """DAGSTER_HOME holding the repository's dagster.yaml, and a PostgreSQL role of its own."""
-    role = f"sensor_dagster_test_{uuid.uuid4().hex[:8]}"
-    admin_url = make_url(postgres_url)
-    admin = psycopg2.connect(admin_url.set(drivername="postgresql").render_as_string(False))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        cur.execute(
-            sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
-                sql.Identifier(role), sql.Identifier(role)
-            )
-        )
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_PG_HOST", admin_url.host or "127.0.0.1")
-    monkeypatch.setenv("DAGSTER_PG_PORT", str(admin_url.port or 5432))
-    monkeypatch.setenv("DAGSTER_PG_USER", role)
-    monkeypatch.setenv("DAGSTER_PG_PASSWORD", "unused-with-trust-auth")
-    monkeypatch.setenv("DAGSTER_PG_DB", admin_url.database or "test")
-    try:
+    with postgres_role(postgres_url, "sensor_dagster_test") as role:
+        admin_url = make_url(postgres_url)
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        monkeypatch.setenv("DAGSTER_PG_HOST", admin_url.host or "127.0.0.1")
+        monkeypatch.setenv("DAGSTER_PG_PORT", str(admin_url.port or 5432))
+        monkeypatch.setenv("DAGSTER_PG_USER", role)
+        monkeypatch.setenv("DAGSTER_PG_PASSWORD", "unused-with-trust-auth")
+        monkeypatch.setenv("DAGSTER_PG_DB", admin_url.database or "test")
         yield home, role
-    finally:
-        with admin.cursor() as cur:
-            # sessions a killed daemon left behind must not keep the role alive
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
-                (role,),
-            )
-            cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(role)))
-            cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-        admin.close()
 
 
 def _tables_of(role: str) -> set[str]:
