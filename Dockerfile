@@ -17,11 +17,10 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY sensor_platform ./sensor_platform
 RUN pip install -c constraints.txt .
 
-# The dbt project, parsed now: the code server then loads without running dbt (the installed
-# package finds the project through SENSOR_DBT_PROJECT_DIR).
+# The dbt project, parsed now: the analytics code location loads its manifest and never runs
+# dbt to load (the installed package finds the project through SENSOR_DBT_PROJECT_DIR).
 COPY dbt_project ./dbt_project
-RUN rm -rf dbt_project/target dbt_project/logs \
-    && python -c "from sensor_platform.defs.dbt import prepare_dbt_project; prepare_dbt_project()"
+RUN rm -rf dbt_project/target dbt_project/logs && sensor-platform dbt-parse
 
 # The production instance: PostgreSQL storage, run queue and limits (DAGSTER_PG_* at run time).
 COPY dagster.yaml ${DAGSTER_HOME}/dagster.yaml

@@ -2,12 +2,16 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PORT ?= 3000
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export SENSOR_DATA_DIR ?= $(CURDIR)/data
+DBT_MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f -print 2>/dev/null)
 
-.PHONY: install demo ui test lint format broker benchmark benchmark-kafka clean
+.PHONY: install demo ui test test-fast lint format broker benchmark benchmark-kafka \
+	benchmark-load clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(DBT_MANIFEST)
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -16,15 +20,23 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	@touch $@
 
+# The analytics code location loads dbt's manifest; it is written here, never at load time.
+$(DBT_MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
+	$(BIN)/sensor-platform dbt-parse
+	@touch $@
+
 demo: install
 	$(BIN)/sensor-platform demo
 
 ui: install
 	$(BIN)/python -c 'from sensor_platform.demo import dev_instance; dev_instance()'
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
 test: install
 	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not integration"
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -40,6 +52,9 @@ benchmark: install
 
 benchmark-kafka: install
 	$(BIN)/python benchmarks/kafka_ingestion.py
+
+benchmark-load: install
+	$(BIN)/python benchmarks/load_time.py
 
 clean:
 	rm -rf data .dagster_home

@@ -23,6 +23,7 @@ run is also launched as a new process (a few seconds each, not measured here).
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -33,26 +34,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from sensor_platform.defs.aggregates import sensor_readings_minute
-from sensor_platform.defs.alerts import (
-    AlertsResource,
-    AnomalyRulesResource,
-    anomaly_alerts,
-    sensor_anomalies,
-)
-from sensor_platform.defs.automation import raw_partitions_sensor
-from sensor_platform.defs.feed import simulated_feed_job, simulated_feed_sensor
-from sensor_platform.defs.landing import quarantined_messages
-from sensor_platform.defs.partitions import HOURLY
-from sensor_platform.defs.raw import raw_sensor_readings
-from sensor_platform.defs.resources import (
-    FleetResource,
-    LakeResource,
-    PipelineResource,
-    WarehouseResource,
-)
+from sensor_platform.definitions import build_definitions
 from sensor_platform.detection.rules import load_rules
 from sensor_platform.notify.receiver import WebhookReceiver
+from sensor_platform.settings import load_settings
 from sensor_platform.simulator.fleet import DEFAULT_FLEET_FILE, load_fleet
 
 INTERVAL = 30.0  # seconds: the sensors' minimum_interval_seconds
@@ -91,30 +76,20 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="alert-latency-"))
     fleet_file = scaled_fleet(args.copies, folder)
     receiver = WebhookReceiver().start()
-    resources = {
-        "lake": LakeResource(root=str(folder / "lake")),
-        "warehouse": WarehouseResource(url=f"duckdb:///{folder}/warehouse.duckdb"),
-        "fleet": FleetResource(fleet_file=str(fleet_file), anomaly_rate=1.0, late_rate=0.0),
-        "pipeline": PipelineResource(),
-        "anomaly_rules": AnomalyRulesResource(),
-        "alerts": AlertsResource(webhook_url=receiver.url("latency")),
-    }
-    raw_with_alerts = dg.define_asset_job(
-        "raw_job",
-        selection=[raw_sensor_readings, sensor_readings_minute, sensor_anomalies, anomaly_alerts],
-        partitions_def=HOURLY,
+    os.environ["SENSOR_ALERT_WEBHOOK_URL"] = receiver.url("latency")  # a secret: an EnvVar
+    settings = load_settings(
+        {
+            "SENSOR_DATA_DIR": str(folder),
+            "SENSOR_FLEET_FILE": str(fleet_file),
+            "SENSOR_SIMULATOR_ANOMALY_RATE": "1",
+            "SENSOR_SIMULATOR_LATE_RATE": "0",
+            "SENSOR_ALERT_WEBHOOK_URL": receiver.url("latency"),
+        }
     )
-    definitions = dg.Definitions(
-        assets=[
-            quarantined_messages,
-            raw_sensor_readings,
-            sensor_readings_minute,
-            sensor_anomalies,
-            anomaly_alerts,
-        ],
-        jobs=[simulated_feed_job, raw_with_alerts],
-        resources=resources,
-    )
+    definitions = build_definitions(settings)
+    resources = {"lake": definitions.resources["lake"]}
+    simulated_feed_sensor = definitions.resolve_sensor_def("simulated_feed_sensor")
+    raw_partitions_sensor = definitions.resolve_sensor_def("raw_partitions_sensor")
     instance = dg.DagsterInstance.ephemeral()
     feed_job, raw_job = (definitions.resolve_job_def(n) for n in ("simulated_feed_job", "raw_job"))
     started = datetime.now(UTC)

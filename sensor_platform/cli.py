@@ -1,4 +1,4 @@
-"""`sensor-platform ...`: the commands a user types (simulate, demo, broker)."""
+"""`sensor-platform ...`: the commands a user types (simulate, demo, broker, dbt-parse)."""
 
 import argparse
 import sys
@@ -93,6 +93,16 @@ def _cmd_broker(args: argparse.Namespace) -> int:
             return 0
 
 
+def _cmd_dbt_parse(args: argparse.Namespace) -> int:
+    from sensor_platform.analytics.dbt_project import prepare_manifest, project_dir
+    from sensor_platform.settings import load_settings
+
+    project = project_dir(args.project_dir or load_settings().dbt_project_dir)
+    parsed = prepare_manifest(project)
+    print(f"dbt manifest {'written' if parsed else 'up to date'}: {project}/target/manifest.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sensor-platform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     broker = sub.add_parser("broker", help="run a local Kafka-protocol broker (Tansu, in memory)")
     broker.add_argument("--port", type=int, default=9092)
     broker.set_defaults(func=_cmd_broker)
+
+    dbt_parse = sub.add_parser(
+        "dbt-parse", help="write the dbt manifest the analytics code location loads (offline)"
+    )
+    dbt_parse.add_argument("--project-dir", help="default: SENSOR_DBT_PROJECT_DIR or dbt_project/")
+    dbt_parse.set_defaults(func=_cmd_dbt_parse)
     return parser
 
 
@@ -128,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         print(f"sensor-platform {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

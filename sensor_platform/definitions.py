@@ -1,58 +1,53 @@
-"""The code location: one Definitions object assembled from defs/."""
+"""The code location: one Definitions object assembled from defs/, built from the settings and the
+dataset registry when Dagster loads the location (nothing is read or built at import)."""
 
 import dagster as dg
 
-from sensor_platform.defs import (
-    aggregates,
-    alerts,
-    automation,
-    catalog,
-    dbt,
-    feed,
-    kafka,
-    landing,
-    quality,
-    raw,
-)
+from sensor_platform.datasets import REGISTRY, Registry
+from sensor_platform.defs.aggregates import aggregate_assets
+from sensor_platform.defs.alerts import alerts_definitions
+from sensor_platform.defs.anomalies import anomalies_asset
+from sensor_platform.defs.automation import automation_definitions
+from sensor_platform.defs.catalog import catalog_definitions
+from sensor_platform.defs.feed import feed_definitions
+from sensor_platform.defs.kafka import kafka_definitions
+from sensor_platform.defs.landing import quarantine_spec
+from sensor_platform.defs.partitions import Partitions
+from sensor_platform.defs.quality import quality_definitions
+from sensor_platform.defs.raw import raw_asset
 from sensor_platform.defs.resources import build_resources
+from sensor_platform.settings import Settings, load_settings
+
+
+def build_definitions(settings: Settings, datasets: Registry = REGISTRY) -> dg.Definitions:
+    """Everything the platform runs: ingestion, raw partitions, the aggregate levels of
+    `datasets`, anomalies and alerts, quality checks, the catalog, and their resources."""
+    from sensor_platform.quality.rules import load_rules
+
+    partitions = Partitions.starting(settings.partitions_start)
+    anomalies = datasets.get("sensor_anomalies")
+    complete: list[dg.Definitions] = []  # the catalog describes the finished whole
+    platform = dg.Definitions.merge(
+        feed_definitions(settings),
+        kafka_definitions(settings),
+        dg.Definitions(
+            assets=[
+                quarantine_spec(datasets.get("quarantined_messages")),
+                raw_asset(datasets.raw, partitions),
+                *aggregate_assets(datasets, partitions),
+                anomalies_asset(anomalies, datasets.raw, partitions),
+            ],
+            resources=build_resources(settings),
+        ),
+        alerts_definitions(anomalies, partitions),
+        automation_definitions(datasets, partitions, settings.raw_sensor_interval_seconds),
+        quality_definitions(datasets, load_rules(settings.quality_rules_file).freshness_hours),
+        catalog_definitions(lambda: complete[0]),
+    )
+    complete.append(platform)
+    return platform
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    resources = {**build_resources(), **alerts.build_alert_resources()}
-    resources["dbt"] = dbt.DbtWarehouseResource(warehouse=resources["warehouse"])
-    core = dg.Definitions(
-        assets=[
-            kafka.kafka_topics,
-            landing.quarantined_messages,
-            raw.raw_sensor_readings,
-            aggregates.sensor_readings_minute,
-            aggregates.sensor_readings_hourly,
-            aggregates.sensor_readings_daily,
-            alerts.sensor_anomalies,
-            alerts.anomaly_alerts,
-            dbt.sensor_dbt_models,
-        ],
-        jobs=[
-            feed.simulated_feed_job,
-            kafka.kafka_ingest_job,
-            automation.raw_job,
-            automation.minute_job,
-            automation.rollups_job,
-            alerts.anomaly_alerts_job,
-            dbt.analytics_job,
-        ],
-        sensors=[
-            feed.simulated_feed_sensor,
-            kafka.kafka_ingest_sensor,
-            automation.raw_partitions_sensor,
-        ],
-        schedules=[
-            automation.repair_raw_partitions,
-            automation.repair_minute_partitions,
-            automation.repair_rollup_partitions,
-            alerts.retry_pending_alerts,
-        ],
-        resources=resources,
-    )
-    return dg.Definitions.merge(core, quality.quality_definitions(), catalog.catalog_definitions())
+    return build_definitions(load_settings())

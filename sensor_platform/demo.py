@@ -8,10 +8,9 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from sensor_platform import settings
-from sensor_platform.detection.schema import ANOMALIES
 from sensor_platform.lake import layout
 from sensor_platform.lake.store import Lake
+from sensor_platform.settings import load_settings
 
 DEV_INSTANCE_YAML = """\
 # Local Dagster instance for `make demo` / `make ui` (SQLite under this folder, no server).
@@ -44,12 +43,14 @@ def _range_tags(first: str, last: str) -> dict[str, str]:
 
 
 def run_demo(hours: int = 6, now: datetime | None = None) -> dict[str, object]:
-    from sensor_platform.definitions import defs
+    from sensor_platform.datasets import REGISTRY
+    from sensor_platform.definitions import build_definitions
     from sensor_platform.defs.feed import feed_run_request
-    from sensor_platform.defs.partitions import hour_key
 
     instance = dev_instance()
-    definitions = defs()
+    settings = load_settings()
+    definitions = build_definitions(settings)
+    hour_key = REGISTRY.raw.partition_key
     end = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(hours=hours)
     print(f"Simulating {hours} h of the fleet ({start:%Y-%m-%d %H:%M} .. {end:%H:%M} UTC) ...")
@@ -73,15 +74,15 @@ def run_demo(hours: int = 6, now: datetime | None = None) -> dict[str, object]:
         definitions.resolve_job_def("rollups_job"), instance, tags=_range_tags(first_day, last_day)
     )
 
-    summary = _summary(Lake(settings.lake_root()))
+    summary = _summary(Lake(settings.lake_root))
     print()
     print("Demo finished.")
     print(f"  readings in the lake     {summary['readings']:,}")
     print(f"  raw hourly partitions    {summary['raw_partitions']}")
     print(f"  quarantined messages     {summary['quarantined']:,}")
     print(f"  anomaly episodes         {summary['anomaly_episodes']:,}")
-    print(f"  lake                     {Path(settings.lake_root()).resolve()}")
-    print(f"  warehouse (DuckDB)       {Path(settings.data_dir(), 'warehouse.duckdb').resolve()}")
+    print(f"  lake                     {Path(settings.lake_root).resolve()}")
+    print(f"  warehouse (DuckDB)       {Path(settings.data_dir, 'warehouse.duckdb').resolve()}")
     print(f"  Dagster instance         {os.environ['DAGSTER_HOME']}")
     print("  open the UI              make ui   (then http://127.0.0.1:3000)")
     return summary
@@ -104,7 +105,7 @@ def _run(
 def _summary(lake: Lake) -> dict[str, object]:
     raw = lake.list_files(layout.RAW)
     quarantine = lake.list_files(layout.QUARANTINE)
-    anomalies = [lake.full_path(f.path) for f in lake.list_files(ANOMALIES)]
+    anomalies = [lake.full_path(f.path) for f in lake.list_files(layout.ANOMALIES)]
     episodes = (
         duckdb.sql(
             "SELECT count(DISTINCT episode_id) FROM read_parquet($files)",

@@ -1,95 +1,279 @@
-"""Every environment variable the platform reads, in one place, with its default.
+"""Every environment variable the platform reads, in one place, with its default and meaning.
 
-Only `defs/resources.py` and `defs/partitions.py` call these, when the code location loads; the
-ground floor receives plain values. Secrets (passwords inside URLs, keys, webhook URLs) are never
-read here: they reach resources as Dagster `EnvVar`s, so the UI shows the variable's name only.
+`load_settings()` is the only reader of the environment: the code location calls it once when it
+builds its definitions (never at import), and everything else receives plain values. Secrets
+(passwords inside URLs, keys, webhook URLs) are never read here: `Settings.secrets_set` only says
+which of them are set, and resources receive them as Dagster `EnvVar`s, so the UI shows the
+variable's name, never its value. `VARIABLES` is the table the README and `.env.example` list.
 """
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 
-DEFAULT_DATA_DIR = "data"
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str  # as documented ("–" when unset means off)
+    meaning: str
+    secret: bool = False
 
 
-def data_dir() -> str:
-    return os.environ.get("SENSOR_DATA_DIR", DEFAULT_DATA_DIR)
+VARIABLES: tuple[Variable, ...] = (
+    # -- where data lands
+    Variable("SENSOR_DATA_DIR", "data", "base folder of the embedded defaults"),
+    Variable(
+        "SENSOR_LAKE_ROOT", "$SENSOR_DATA_DIR/lake", "lake root: a folder or s3://bucket/prefix"
+    ),
+    Variable("SENSOR_S3_ENDPOINT_URL", "–", "S3-compatible endpoint (MinIO, moto)"),
+    Variable("AWS_REGION", "us-east-1", "S3 region"),
+    Variable("AWS_ACCESS_KEY_ID", "–", "S3 access key", secret=True),
+    Variable("AWS_SECRET_ACCESS_KEY", "–", "S3 secret key", secret=True),
+    Variable(
+        "SENSOR_WAREHOUSE_URL",
+        "duckdb:///$SENSOR_DATA_DIR/warehouse.duckdb",
+        "SQL warehouse: duckdb:///file, postgresql+psycopg2://… or mysql+pymysql://…",
+        secret=True,
+    ),
+    Variable(
+        "SENSOR_ANALYTICS_DB", "$SENSOR_DATA_DIR/analytics.duckdb", "the analysts' DuckDB file"
+    ),
+    Variable("SENSOR_PARTITIONS_START", "2026-01-01", "first partition (UTC date)"),
+    # -- ingestion
+    Variable("SENSOR_SOURCE", "simulator", "which feed sensor runs by default: simulator or kafka"),
+    Variable("SENSOR_FLEET_FILE", "packaged fleet", "the fleet registry / simulator fleet (JSON)"),
+    Variable("SENSOR_FEED_INTERVAL_SECONDS", "30", "how often the simulated feed sensor ticks"),
+    Variable("SENSOR_SIMULATOR_SEED", "42", "the simulated fleet's random seed"),
+    Variable("SENSOR_SIMULATOR_ANOMALY_RATE", "0.1", "injected anomaly episodes per device-hour"),
+    Variable("SENSOR_SIMULATOR_LATE_RATE", "0.01", "share of simulated messages that arrive late"),
+    Variable("SENSOR_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka bootstrap servers"),
+    Variable("SENSOR_KAFKA_TOPICS", "sensor-readings", "topics to read, comma-separated"),
+    Variable("SENSOR_KAFKA_TOPIC_PATTERN", "–", "a regex of topics to read instead of a list"),
+    Variable("SENSOR_KAFKA_MAX_RECORDS_PER_RUN", "50000", "offsets per ingestion run (chunk size)"),
+    Variable("SENSOR_KAFKA_POLL_INTERVAL_SECONDS", "30", "how often the Kafka sensor polls"),
+    Variable("SENSOR_KAFKA_ON_GAP", "fail", "when the broker lost data: fail, earliest or latest"),
+    Variable("SENSOR_KAFKA_CONSUMER_GROUP", "–", "also commit landed offsets to this group"),
+    Variable("SENSOR_KAFKA_SECURITY_PROTOCOL", "–", "kafka-python security_protocol"),
+    Variable("SENSOR_KAFKA_SASL_MECHANISM", "–", "kafka-python sasl_mechanism"),
+    Variable("SENSOR_KAFKA_SASL_USERNAME", "–", "kafka-python sasl_plain_username"),
+    Variable("SENSOR_KAFKA_SASL_PASSWORD", "–", "kafka-python sasl_plain_password", secret=True),
+    Variable("SENSOR_KAFKA_SSL_CAFILE", "–", "kafka-python ssl_cafile"),
+    # -- pipeline tuning
+    Variable("SENSOR_MAX_MESSAGE_BYTES", "1048576", "larger messages are quarantined"),
+    Variable("SENSOR_MAX_ID_LENGTH", "256", "longer device, site or metric ids are quarantined"),
+    Variable("SENSOR_FUTURE_TOLERANCE_MINUTES", "5", "event times this far past receipt are kept"),
+    Variable("SENSOR_PAST_HORIZON_DAYS", "30", "older event times are quarantined"),
+    Variable("SENSOR_LANDING_RETENTION_HOURS", "24", "merged landing files are kept this long"),
+    Variable("SENSOR_DUCKDB_MEMORY_LIMIT", "1GB", "DuckDB memory per compaction or aggregation"),
+    Variable("SENSOR_DUCKDB_THREADS", "2", "DuckDB threads per compaction or aggregation"),
+    Variable("SENSOR_RAW_SENSOR_INTERVAL_SECONDS", "30", "how often landed batches are looked for"),
+    # -- quality, anomalies, alerts
+    Variable("SENSOR_QUALITY_RULES_FILE", "packaged rules", "data-quality thresholds override"),
+    Variable("SENSOR_ANOMALY_RULES_FILE", "packaged rules", "anomaly detection rules (JSON)"),
+    Variable("SENSOR_DISCORD_WEBHOOK_URL", "–", "Discord channel webhook", secret=True),
+    Variable("SENSOR_DISCORD_WEBHOOK_MIN_SEVERITY", "warning", "warning or critical"),
+    Variable("SENSOR_DISCORD_WEBHOOK_SITES", "–", "sites routed to Discord (empty: all)"),
+    Variable("SENSOR_SLACK_WEBHOOK_URL", "–", "Slack incoming webhook", secret=True),
+    Variable("SENSOR_SLACK_WEBHOOK_MIN_SEVERITY", "warning", "warning or critical"),
+    Variable("SENSOR_SLACK_WEBHOOK_SITES", "–", "sites routed to Slack (empty: all)"),
+    Variable("SENSOR_ALERT_WEBHOOK_URL", "–", "generic JSON webhook", secret=True),
+    Variable("SENSOR_ALERT_WEBHOOK_MIN_SEVERITY", "warning", "warning or critical"),
+    Variable("SENSOR_ALERT_WEBHOOK_SITES", "–", "sites routed to the webhook (empty: all)"),
+    Variable("SENSOR_ALERT_MAX_AGE_HOURS", "24", "older episodes are not announced (or none)"),
+    # -- dbt
+    Variable("SENSOR_DBT_PROJECT_DIR", "dbt_project/ of the checkout", "the dbt project folder"),
+)
+SECRETS = frozenset(v.name for v in VARIABLES if v.secret)
+# Each alert channel's variables: <prefix>_URL (a secret), <prefix>_MIN_SEVERITY, <prefix>_SITES.
+CHANNEL_PREFIXES = {
+    "discord": "SENSOR_DISCORD_WEBHOOK",
+    "slack": "SENSOR_SLACK_WEBHOOK",
+    "webhook": "SENSOR_ALERT_WEBHOOK",
+}
+SOURCES = ("simulator", "kafka")
+ON_GAP_POLICIES = ("fail", "earliest", "latest")
+CHANNEL_SEVERITIES = ("warning", "critical")
 
 
-def lake_root() -> str:
-    return os.environ.get("SENSOR_LAKE_ROOT", f"{data_dir()}/lake")
+@dataclass(frozen=True)
+class ChannelRouting:
+    """An alert channel's routing; its URL is a secret and is not part of the settings."""
+
+    min_severity: str = "warning"
+    sites: tuple[str, ...] = ()
 
 
-def default_warehouse_url() -> str:
-    return f"duckdb:///{data_dir()}/warehouse.duckdb"
+@dataclass(frozen=True)
+class Settings:
+    """The platform's configuration as plain values (see VARIABLES for each one's meaning)."""
+
+    data_dir: str = "data"
+    lake_root: str = "data/lake"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    analytics_db: str = "data/analytics.duckdb"
+    partitions_start: str = "2026-01-01"
+    source: str = "simulator"
+    fleet_file: str | None = None
+    feed_interval_seconds: int = 30
+    simulator_seed: int = 42
+    simulator_anomaly_rate: float = 0.1
+    simulator_late_rate: float = 0.01
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topics: tuple[str, ...] = ("sensor-readings",)
+    kafka_topic_pattern: str | None = None
+    kafka_max_records_per_run: int = 50_000
+    kafka_poll_interval_seconds: int = 30
+    kafka_on_gap: str = "fail"
+    kafka_consumer_group: str | None = None
+    kafka_security_protocol: str | None = None
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_ssl_cafile: str | None = None
+    max_message_bytes: int = 1_048_576
+    max_id_length: int = 256
+    future_tolerance_minutes: int = 5
+    past_horizon_days: int = 30
+    landing_retention_hours: int = 24
+    duckdb_memory_limit: str = "1GB"
+    duckdb_threads: int = 2
+    raw_sensor_interval_seconds: int = 30
+    quality_rules_file: str | None = None
+    anomaly_rules_file: str | None = None
+    channels: dict[str, ChannelRouting] = field(
+        default_factory=lambda: {kind: ChannelRouting() for kind in CHANNEL_PREFIXES}
+    )
+    alert_max_age_hours: float | None = 24.0
+    dbt_project_dir: str | None = None
+    secrets_set: frozenset[str] = frozenset()  # which secret variables are set (never values)
+
+    @property
+    def default_warehouse_url(self) -> str:
+        return f"duckdb:///{self.data_dir}/warehouse.duckdb"
 
 
-def is_set(name: str) -> bool:
-    return bool(os.environ.get(name))
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every variable; a bad value fails here, naming the variable."""
+    env = _Env(os.environ if environ is None else environ)
+    data_dir = env.text("SENSOR_DATA_DIR", "data")
+    return Settings(
+        data_dir=data_dir,
+        lake_root=env.text("SENSOR_LAKE_ROOT", f"{data_dir}/lake"),
+        s3_endpoint_url=env.optional("SENSOR_S3_ENDPOINT_URL"),
+        s3_region=env.text("AWS_REGION", "us-east-1"),
+        analytics_db=env.text("SENSOR_ANALYTICS_DB", f"{data_dir}/analytics.duckdb"),
+        partitions_start=env.day("SENSOR_PARTITIONS_START", "2026-01-01"),
+        source=env.choice("SENSOR_SOURCE", SOURCES, "simulator"),
+        fleet_file=env.optional("SENSOR_FLEET_FILE"),
+        feed_interval_seconds=env.positive_int("SENSOR_FEED_INTERVAL_SECONDS", 30),
+        simulator_seed=env.integer("SENSOR_SIMULATOR_SEED", 42),
+        simulator_anomaly_rate=env.share("SENSOR_SIMULATOR_ANOMALY_RATE", 0.1),
+        simulator_late_rate=env.share("SENSOR_SIMULATOR_LATE_RATE", 0.01),
+        kafka_bootstrap_servers=env.text("SENSOR_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        kafka_topics=env.items("SENSOR_KAFKA_TOPICS", ("sensor-readings",)),
+        kafka_topic_pattern=env.optional("SENSOR_KAFKA_TOPIC_PATTERN"),
+        kafka_max_records_per_run=env.positive_int("SENSOR_KAFKA_MAX_RECORDS_PER_RUN", 50_000),
+        kafka_poll_interval_seconds=env.positive_int("SENSOR_KAFKA_POLL_INTERVAL_SECONDS", 30),
+        kafka_on_gap=env.choice("SENSOR_KAFKA_ON_GAP", ON_GAP_POLICIES, "fail"),
+        kafka_consumer_group=env.optional("SENSOR_KAFKA_CONSUMER_GROUP"),
+        kafka_security_protocol=env.optional("SENSOR_KAFKA_SECURITY_PROTOCOL"),
+        kafka_sasl_mechanism=env.optional("SENSOR_KAFKA_SASL_MECHANISM"),
+        kafka_sasl_username=env.optional("SENSOR_KAFKA_SASL_USERNAME"),
+        kafka_ssl_cafile=env.optional("SENSOR_KAFKA_SSL_CAFILE"),
+        max_message_bytes=env.positive_int("SENSOR_MAX_MESSAGE_BYTES", 1_048_576),
+        max_id_length=env.positive_int("SENSOR_MAX_ID_LENGTH", 256),
+        future_tolerance_minutes=env.integer("SENSOR_FUTURE_TOLERANCE_MINUTES", 5, minimum=0),
+        past_horizon_days=env.positive_int("SENSOR_PAST_HORIZON_DAYS", 30),
+        landing_retention_hours=env.integer("SENSOR_LANDING_RETENTION_HOURS", 24, minimum=0),
+        duckdb_memory_limit=env.text("SENSOR_DUCKDB_MEMORY_LIMIT", "1GB"),
+        duckdb_threads=env.positive_int("SENSOR_DUCKDB_THREADS", 2),
+        raw_sensor_interval_seconds=env.positive_int("SENSOR_RAW_SENSOR_INTERVAL_SECONDS", 30),
+        quality_rules_file=env.optional("SENSOR_QUALITY_RULES_FILE"),
+        anomaly_rules_file=env.optional("SENSOR_ANOMALY_RULES_FILE"),
+        channels={
+            kind: ChannelRouting(
+                min_severity=env.choice(f"{prefix}_MIN_SEVERITY", CHANNEL_SEVERITIES, "warning"),
+                sites=env.items(f"{prefix}_SITES", ()),
+            )
+            for kind, prefix in CHANNEL_PREFIXES.items()
+        },
+        alert_max_age_hours=env.hours_or_none("SENSOR_ALERT_MAX_AGE_HOURS", 24.0),
+        dbt_project_dir=env.optional("SENSOR_DBT_PROJECT_DIR"),
+        secrets_set=frozenset(name for name in SECRETS if env.optional(name)),
+    )
 
 
-def partitions_start() -> str:
-    """First partition (UTC date). Validated here so a typo fails loudly at load time."""
-    value = os.environ.get("SENSOR_PARTITIONS_START", "2026-01-01")
-    try:
-        date.fromisoformat(value)
-    except ValueError as exc:
-        raise ValueError(f"SENSOR_PARTITIONS_START must be YYYY-MM-DD, got {value!r}") from exc
-    return value
+class _Env:
+    """Typed reads of the environment, each failing with a message that names the variable."""
 
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
 
-def ingest_source() -> str:
-    """Which feed runs by default: `simulator` (no broker needed) or `kafka`."""
-    value = os.environ.get("SENSOR_SOURCE", "simulator")
-    if value not in {"simulator", "kafka"}:
-        raise ValueError(f"SENSOR_SOURCE must be 'simulator' or 'kafka', got {value!r}")
-    return value
+    def optional(self, name: str) -> str | None:
+        return self.environ.get(name, "").strip() or None
 
+    def text(self, name: str, default: str) -> str:
+        return self.optional(name) or default
 
-def optional(name: str) -> str | None:
-    return os.environ.get(name) or None
+    def items(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.optional(name)
+        if value is None:
+            return default
+        return tuple(item.strip() for item in value.split(",") if item.strip())
 
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.text(name, default)
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
 
-def kafka_bootstrap_servers() -> str:
-    return os.environ.get("SENSOR_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    def integer(self, name: str, default: int, *, minimum: int | None = None) -> int:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {value!r}") from None
+        if minimum is not None and number < minimum:
+            raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+        return number
 
+    def positive_int(self, name: str, default: int) -> int:
+        return self.integer(name, default, minimum=1)
 
-def kafka_topics() -> list[str]:
-    raw = os.environ.get("SENSOR_KAFKA_TOPICS", "sensor-readings")
-    return [t.strip() for t in raw.split(",") if t.strip()]
+    def share(self, name: str, default: float) -> float:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not 0.0 <= number <= 1.0:
+            raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
+        return number
 
+    def day(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{name} must be a date YYYY-MM-DD, got {value!r}") from None
+        return value
 
-def kafka_max_records_per_run() -> int:
-    value = os.environ.get("SENSOR_KAFKA_MAX_RECORDS_PER_RUN", "50000")
-    if not value.isdigit() or int(value) <= 0:
-        raise ValueError(
-            f"SENSOR_KAFKA_MAX_RECORDS_PER_RUN must be a positive integer, got {value!r}"
-        )
-    return int(value)
-
-
-def kafka_on_gap() -> str:
-    """What the Kafka sensor does when the broker lost or truncated data."""
-    value = os.environ.get("SENSOR_KAFKA_ON_GAP", "fail")
-    if value not in {"fail", "earliest", "latest"}:
-        raise ValueError(f"SENSOR_KAFKA_ON_GAP must be fail, earliest or latest, got {value!r}")
-    return value
-
-
-def quality_rules_file() -> str | None:
-    """An override of the data-quality thresholds (JSON; only what changes)."""
-    return optional("SENSOR_QUALITY_RULES_FILE")
-
-
-def analytics_db_path() -> str:
-    """The analysts' DuckDB file of views over the lake, refreshed by the catalog."""
-    return os.environ.get("SENSOR_ANALYTICS_DB", f"{data_dir()}/analytics.duckdb")
-
-
-def kafka_poll_interval_seconds() -> int:
-    """How often the Kafka sensor polls (the sensor's minimum interval)."""
-    value = os.environ.get("SENSOR_KAFKA_POLL_INTERVAL_SECONDS", "30")
-    if not value.isdigit() or int(value) <= 0:
-        raise ValueError(
-            f"SENSOR_KAFKA_POLL_INTERVAL_SECONDS must be a positive integer, got {value!r}"
-        )
-    return int(value)
+    def hours_or_none(self, name: str, default: float) -> float | None:
+        value = self.optional(name)
+        if value is None:
+            return default
+        if value.lower() == "none":
+            return None
+        try:
+            hours = float(value)
+        except ValueError:
+            hours = -1.0
+        if not hours > 0:
+            raise ValueError(f"{name} must be a positive number of hours or 'none', got {value!r}")
+        return hours

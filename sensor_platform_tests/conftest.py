@@ -3,6 +3,10 @@ this machine runs (PostgreSQL, MariaDB).
 
 A test that needs a server calls `require_server(...)`. Outside CI it skips with a printed reason
 when the server is absent; in CI (CI=true) an absent server is a failure, never a skip.
+
+Tests that use a server fixture, or are parametrized on a server engine ("postgres", "mysql"), are
+marked `integration` here; modules that run Dagster jobs, a daemon or a browser say so themselves
+(`pytestmark`). `make test-fast` runs the rest.
 """
 
 import os
@@ -19,6 +23,19 @@ POSTGRES_URL = os.environ.get(
     "SENSOR_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 )
 MYSQL_URL = os.environ.get("SENSOR_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+SERVER_FIXTURES = {"postgres_url", "mysql_url", "kafka_broker", "s3_endpoint"}
+SERVER_ENGINES = {"postgres", "mysql"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or SERVER_ENGINES & {
+            value for value in params.values() if isinstance(value, str)
+        }:
+            item.add_marker(pytest.mark.integration)
 
 
 def in_ci() -> bool:

@@ -10,31 +10,41 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from sensor_platform.defs.alerts import (
-    ANOMALY_TABLE,
+from sensor_platform.datasets import REGISTRY
+from sensor_platform.defs.alerts import alerts_asset, alerts_definitions
+from sensor_platform.defs.anomalies import anomalies_asset
+from sensor_platform.defs.partitions import Partitions
+from sensor_platform.defs.raw import raw_asset
+from sensor_platform.defs.resources import (
     AlertsResource,
     AnomalyRulesResource,
-    anomaly_alerts,
-    build_alert_resources,
-    retry_pending_alerts,
-    sensor_anomalies,
-)
-from sensor_platform.defs.partitions import HOURLY, hour_key
-from sensor_platform.defs.raw import raw_sensor_readings
-from sensor_platform.defs.resources import (
     FleetResource,
     LakeResource,
     PipelineResource,
     WarehouseResource,
+    build_resources,
 )
 from sensor_platform.detection.schema import anomalies_partition_file
 from sensor_platform.lake import layout
 from sensor_platform.lake.store import Lake
 from sensor_platform.notify.ledger import LEDGER_TABLE
 from sensor_platform.notify.receiver import Reply, WebhookReceiver, notices_in
+from sensor_platform.settings import load_settings
 from sensor_platform.warehouse.store import Warehouse
 from sensor_platform_tests.conftest import free_port
+from sensor_platform_tests.platform import hour_key
 from sensor_platform_tests.readings_factory import hour, readings_table
+
+pytestmark = pytest.mark.integration  # Dagster runs
+
+PARTITIONS = Partitions.starting("2026-01-01")
+HOURLY = PARTITIONS.hourly
+ANOMALIES = REGISTRY.get("sensor_anomalies")
+ANOMALY_TABLE = ANOMALIES.table_spec()
+raw_sensor_readings = raw_asset(REGISTRY.raw, PARTITIONS)
+sensor_anomalies = anomalies_asset(ANOMALIES, REGISTRY.raw, PARTITIONS)
+anomaly_alerts = alerts_asset(ANOMALIES, PARTITIONS)
+[retry_pending_alerts] = alerts_definitions(ANOMALIES, PARTITIONS).schedules
 
 H10, H11 = hour(10), hour(11)
 TOKEN = "s3cr3t-Token-0123456789abcdef"
@@ -250,14 +260,21 @@ def test_a_channel_that_is_down_fails_the_check_then_catches_up(env, receiver, t
     assert isinstance(retry_pending_alerts(context), dg.SkipReason)
 
 
+def build_alert_resources(env: dict[str, str]) -> dict:
+    return build_resources(load_settings(env))
+
+
 def test_webhook_secrets_stay_out_of_metadata_and_logs(env, receiver, monkeypatch):
     receiver.script(PATHS["slack"], Reply(404, body={"message": f"no webhook {TOKEN}"}))
-    monkeypatch.setenv("SENSOR_DISCORD_WEBHOOK_URL", receiver.url(PATHS["discord"]))
-    monkeypatch.setenv("SENSOR_SLACK_WEBHOOK_URL", receiver.url(PATHS["slack"]))
-    monkeypatch.delenv("SENSOR_ALERT_WEBHOOK_URL", raising=False)
-    monkeypatch.setenv("SENSOR_SLACK_WEBHOOK_MIN_SEVERITY", "critical")
-    monkeypatch.setenv("SENSOR_ALERT_MAX_AGE_HOURS", "none")
-    alerts = build_alert_resources()["alerts"]
+    # The URLs are secrets: the resource holds EnvVars, resolved from the process when it runs.
+    urls = {
+        "SENSOR_DISCORD_WEBHOOK_URL": receiver.url(PATHS["discord"]),
+        "SENSOR_SLACK_WEBHOOK_URL": receiver.url(PATHS["slack"]),
+    }
+    for name, value in urls.items():
+        monkeypatch.setenv(name, value)
+    settings = {**urls, "SENSOR_SLACK_WEBHOOK_MIN_SEVERITY": "critical"}
+    alerts = build_alert_resources({**settings, "SENSOR_ALERT_MAX_AGE_HOURS": "none"})["alerts"]
     assert isinstance(alerts.discord_webhook_url, dg.EnvVar) and not alerts.webhook_url
     result = materialize(env, H10, env["resources"] | {"alerts": alerts})
     assert delivered(receiver, "discord") and not delivered(receiver, "slack")
@@ -267,16 +284,18 @@ def test_webhook_secrets_stay_out_of_metadata_and_logs(env, receiver, monkeypatc
     text = "\n".join(str(entry) for entry in logs)
     assert "slack (http://127.0.0.1:" in text and "HTTP 404" in text  # the failure shows ...
     assert TOKEN not in text  # ... without the secret, even when the server echoes it
-    monkeypatch.setenv("SENSOR_ALERT_MAX_AGE_HOURS", "soon")
     with pytest.raises(ValueError, match="SENSOR_ALERT_MAX_AGE_HOURS"):
-        build_alert_resources()
-    monkeypatch.setenv("SENSOR_ALERT_MAX_AGE_HOURS", "6")
-    monkeypatch.setenv("SENSOR_DISCORD_WEBHOOK_SITES", "FAC-001, GH1")
-    alerts = build_alert_resources()["alerts"]
+        build_alert_resources({**settings, "SENSOR_ALERT_MAX_AGE_HOURS": "soon"})
+    alerts = build_alert_resources(
+        {
+            **settings,
+            "SENSOR_ALERT_MAX_AGE_HOURS": "6",
+            "SENSOR_DISCORD_WEBHOOK_SITES": "FAC-001, GH1",
+        }
+    )["alerts"]
     assert (alerts.max_alert_age_hours, alerts.discord_sites) == (6.0, ["FAC-001", "GH1"])
-    monkeypatch.setenv("SENSOR_SLACK_WEBHOOK_MIN_SEVERITY", "urgent")
     with pytest.raises(ValueError, match="SENSOR_SLACK_WEBHOOK_MIN_SEVERITY"):
-        build_alert_resources()
+        build_alert_resources({**settings, "SENSOR_SLACK_WEBHOOK_MIN_SEVERITY": "urgent"})
 
 
 # -- run re-execution (what Dagster's run retries do) ------------------------------------------

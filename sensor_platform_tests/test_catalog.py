@@ -27,11 +27,14 @@ from sensor_platform.catalog.publishing import (
     SCHEMA_HISTORY,
 )
 from sensor_platform.catalog.schema_versions import SchemaHistory, SchemaSnapshot, diff_schemas
+from sensor_platform.datasets import REGISTRY
 from sensor_platform.defs.feed import feed_run_request, feed_windows
-from sensor_platform.defs.partitions import hour_key
 from sensor_platform.lake import layout
 from sensor_platform.lake.store import Lake
 from sensor_platform.warehouse.store import Warehouse
+from sensor_platform_tests.platform import definitions_for, hour_key
+
+pytestmark = pytest.mark.integration  # Dagster runs
 
 START = datetime(2026, 3, 1, 10, tzinfo=UTC)  # two hours of one day
 HOURS = 2
@@ -120,13 +123,7 @@ def test_html_page_escapes_what_it_shows():
 def built(tmp_path_factory):
     """The simulated feed, raw and aggregates for two hours, then the catalog, on a temp data dir."""
     data = tmp_path_factory.mktemp("catalog") / "data"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SENSOR_DATA_DIR", str(data))
-        mp.delenv("SENSOR_LAKE_ROOT", raising=False)
-        mp.delenv("SENSOR_WAREHOUSE_URL", raising=False)
-        from sensor_platform.definitions import defs
-
-        definitions = defs()
+    definitions = definitions_for(data)
     instance = dg.DagsterInstance.ephemeral()
     end = START + timedelta(hours=HOURS)
     feed = definitions.resolve_job_def("simulated_feed_job")
@@ -184,7 +181,7 @@ def test_catalog_has_an_entry_for_every_asset_matching_the_lake(built):
     entries = {d["name"]: d for d in _document(built)["datasets"]}
     assert set(entries) == expected
     lake = built["lake"]
-    prefixes = {"raw_sensor_readings": layout.RAW, **layout.AGGREGATES}
+    prefixes = {d.name: d.prefix for d in [REGISTRY.raw, *REGISTRY.aggregates]}
     for name, prefix in prefixes.items():
         entry = entries[name]
         files, size, rows, columns = _files_on_disk(lake, prefix)
@@ -229,7 +226,7 @@ def test_a_new_metric_and_a_removed_column_make_new_versions(built):
         raw.schema.get_field_index("metric"), "metric", pa.array(["soil_moisture"])
     )
     lake.write_parquet(raw_file, pa.concat_tables([raw, extra.cast(raw.schema)]))
-    for f in lake.list_files(layout.AGGREGATES["sensor_readings_daily"]):
+    for f in lake.list_files(REGISTRY.get("sensor_readings_daily").prefix):
         lake.write_parquet(f.path, pq.read_table(lake.full_path(f.path)).drop_columns(["m2"]))
 
     result = _run_catalog(built)
@@ -330,11 +327,11 @@ def test_analytics_views_answer_the_readme_questions_outside_dagster(built):
         (hourly,) = con.execute(
             "SELECT count(*) FROM read_parquet($glob) "
             "WHERE site_id = 'GH1' AND metric = 'temperature'",
-            {"glob": lake.full_path(layout.AGGREGATES["sensor_readings_hourly"]) + "/**/*"},
+            {"glob": lake.full_path(REGISTRY.get("sensor_readings_hourly").prefix) + "/**/*"},
         ).fetchone()
         (low_coverage,) = con.execute(
             "SELECT count(*) FROM read_parquet($glob) WHERE coverage < 0.9",
-            {"glob": lake.full_path(layout.AGGREGATES["sensor_readings_daily"]) + "/**/*"},
+            {"glob": lake.full_path(REGISTRY.get("sensor_readings_daily").prefix) + "/**/*"},
         ).fetchone()
     assert len(greenhouse) == hourly > 0
     assert all(row[-1] > 0 for row in greenhouse)  # reading_count

@@ -15,17 +15,16 @@ import pyarrow as pa
 import pytest
 from dagster_dbt import DbtProject
 
-from sensor_platform.defs.alerts import ANOMALY_TABLE
-from sensor_platform.defs.dbt import (
-    DBT_PROJECT_DIR,
-    DbtWarehouseResource,
+from sensor_platform.analytics.dbt_project import (
     dbt_profile_env,
     manifest_is_stale,
     partition_vars,
-    prepare_dbt_project,
-    sensor_dbt_models,
+    prepare_manifest,
+    project_dir,
 )
-from sensor_platform.defs.partitions import DAILY
+from sensor_platform.datasets import REGISTRY
+from sensor_platform.defs.dbt import DbtWarehouseResource, dbt_models
+from sensor_platform.defs.partitions import Partitions
 from sensor_platform.defs.resources import WarehouseResource
 from sensor_platform.notify.ledger import LEDGER_TABLE
 from sensor_platform.rollups.compute import minute_aggregates, rollup
@@ -33,6 +32,14 @@ from sensor_platform.rollups.schema import AGGREGATE_SCHEMA
 from sensor_platform.warehouse.store import TableSpec, Warehouse
 from sensor_platform_tests.readings_factory import readings_table
 
+pytestmark = pytest.mark.integration  # Dagster runs
+
+DBT_PROJECT_DIR = project_dir()
+DAILY = Partitions.starting("2026-01-01").daily
+sensor_dbt_models = dbt_models(
+    DbtProject(project_dir=DBT_PROJECT_DIR), Partitions.starting("2026-01-01")
+)
+ANOMALY_TABLE = REGISTRY.get("sensor_anomalies").table_spec()
 DAY1 = datetime(2026, 3, 1, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)
 END = DAY1 + timedelta(days=2)
@@ -78,8 +85,10 @@ def reading_rows(days: list[datetime], *, without: tuple[str, datetime] | None =
 
 def aggregate_tables(rows: list) -> dict[str, pa.Table]:
     minute = minute_aggregates(readings_table(rows), CADENCES)
-    hourly = rollup(minute, "hour", CADENCES)
-    return dict(zip(AGGREGATES, (minute, hourly, rollup(hourly, "day", CADENCES)), strict=True))
+    hourly = rollup(minute, timedelta(hours=1), CADENCES)
+    return dict(
+        zip(AGGREGATES, (minute, hourly, rollup(hourly, timedelta(days=1), CADENCES)), strict=True)
+    )
 
 
 def episode(episode_id, hour, device, site, metric, severity) -> dict:
@@ -160,7 +169,11 @@ def run_dbt(url: str, first_day: str, last_day: str | None = None) -> dg.Execute
     }
     return dg.materialize(
         [sensor_dbt_models],
-        resources={"dbt": DbtWarehouseResource(warehouse=WarehouseResource(url=url))},
+        resources={
+            "dbt": DbtWarehouseResource(
+                warehouse=WarehouseResource(url=url), project_dir=str(DBT_PROJECT_DIR)
+            )
+        },
         tags=tags,
         raise_on_error=False,
     )
@@ -221,8 +234,8 @@ def test_dbt_assets_graph_shape():
 
 
 def test_partition_window_becomes_dbt_vars():
-    window = dg.TimeWindow(DAY1, DAY1 + timedelta(days=3))
-    assert partition_vars(window) == {"min_date": "2026-03-01", "max_date": "2026-03-04"}
+    window = (DAY1, DAY1 + timedelta(days=3))
+    assert partition_vars(*window) == {"min_date": "2026-03-01", "max_date": "2026-03-04"}
 
 
 def test_dbt_profile_follows_the_warehouse_url(tmp_path, monkeypatch):
@@ -253,22 +266,26 @@ def test_dbt_profile_follows_the_warehouse_url(tmp_path, monkeypatch):
     assert "secret" not in str(bad.value)
 
 
-def test_manifest_is_prepared_offline_from_a_fresh_clone(tmp_path, monkeypatch):
+def test_the_manifest_is_prepared_at_install_time_offline_never_at_load(tmp_path, monkeypatch):
     # a fresh clone has no target/; parsing needs no warehouse (the DuckDB file does not exist)
     monkeypatch.setenv("SENSOR_DBT_DUCKDB_PATH", str(tmp_path / "absent" / "warehouse.duckdb"))
     clone = tmp_path / "dbt_project"
     shutil.copytree(DBT_PROJECT_DIR, clone, ignore=shutil.ignore_patterns("target", "logs"))
-    project = DbtProject(project_dir=clone)
-    assert manifest_is_stale(project)
-    prepare_dbt_project(project)
-    assert project.manifest_path.exists() and not manifest_is_stale(project)
+    manifest = clone / "target" / "manifest.json"
+    assert manifest_is_stale(clone)
+    with pytest.raises(FileNotFoundError, match="sensor-platform dbt-parse"):
+        dbt_models(DbtProject(project_dir=clone), Partitions.starting("2026-01-01"))
+    assert prepare_manifest(clone)  # what `make install`, CI and the Dockerfile run
+    assert manifest.exists() and not manifest_is_stale(clone)
     assert not (tmp_path / "absent").exists()
-    built = project.manifest_path.stat().st_mtime_ns
-    prepare_dbt_project(project)  # fresh: nothing to do
-    assert project.manifest_path.stat().st_mtime_ns == built
-    later = project.manifest_path.stat().st_mtime + 5  # an edit after the parse
+    built = manifest.stat().st_mtime_ns
+    assert not prepare_manifest(clone)  # fresh: nothing to do
+    assert manifest.stat().st_mtime_ns == built
+    later = manifest.stat().st_mtime + 5  # an edit after the parse
     os.utime(clone / "models" / "marts" / "devices.sql", (later, later))
-    assert manifest_is_stale(project)
+    assert manifest_is_stale(clone)
+    models = dbt_models(DbtProject(project_dir=clone), Partitions.starting("2026-01-01"))
+    assert {k.to_user_string() for k in models.keys} == MODELS
 
 
 # -- runs on DuckDB --------------------------------------------------------------------------------

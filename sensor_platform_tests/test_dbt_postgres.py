@@ -15,6 +15,8 @@ from sqlalchemy.engine import make_url
 from sensor_platform_tests.conftest import postgres_role
 from sensor_platform_tests.test_dbt import MODELS, model_rows, run_dbt, seed_warehouse
 
+pytestmark = pytest.mark.integration  # Dagster runs
+
 GRAIN = {
     "devices": ("device_id",),
     "site_daily_health": ("day", "site_id", "metric"),

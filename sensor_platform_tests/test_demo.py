@@ -3,8 +3,11 @@
 from datetime import UTC, datetime
 
 import duckdb
+import pytest
 
 from sensor_platform.demo import run_demo
+
+pytestmark = pytest.mark.integration  # Dagster runs
 
 
 def test_demo_runs_the_whole_graph_and_summarizes(tmp_path, monkeypatch, capsys):

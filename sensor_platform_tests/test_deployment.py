@@ -12,13 +12,16 @@ import yaml
 from dagster._core.instance.config import dagster_instance_config
 
 from sensor_platform.cli import build_parser
+from sensor_platform.datasets import REGISTRY
 from sensor_platform.defs.kafka import kafka_ingest_job
-from sensor_platform.defs.raw import raw_sensor_readings
+from sensor_platform.defs.partitions import Partitions
+from sensor_platform.defs.raw import raw_asset
 from sensor_platform.demo import DEV_INSTANCE_YAML
 
 REPO = Path(__file__).resolve().parents[1]
-DAGSTER_SERVICES = ("dagster-webserver", "dagster-daemon", "user-code")
-SERVICES = {"postgres", "kafka", "minio", "mysql", "simulator", *DAGSTER_SERVICES}
+CODE_SERVERS = {"user-code": "sensor_platform", "analytics-code": "analytics"}
+DAGSTER_SERVICES = ("dagster-webserver", "dagster-daemon", *CODE_SERVERS)
+SERVICES = {"postgres", "kafka", "minio", "minio-buckets", "mysql", "simulator", *DAGSTER_SERVICES}
 
 
 # -- compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, $$ ----------
@@ -136,12 +139,27 @@ def test_instance_settings_reach_webserver_daemon_and_run_workers():
     services = compose()["services"]
     config = yaml.safe_load((REPO / "dagster.yaml").read_text())
     needed = instance_env_vars(config)
-    assert needed == {f"DAGSTER_PG_{p}" for p in ("HOST", "PORT", "USER", "PASSWORD", "DB")}
+    assert needed == {
+        *(f"DAGSTER_PG_{p}" for p in ("HOST", "PORT", "USER", "PASSWORD", "DB")),
+        "DAGSTER_COMPUTE_LOGS_BUCKET",
+        "DAGSTER_COMPUTE_LOGS_ENDPOINT_URL",
+        "AWS_REGION",
+    }
     for name in DAGSTER_SERVICES:
         env = environment(services[name])
         assert needed <= set(env), name
         assert env["DAGSTER_HOME"] == "/opt/dagster/home", name
         assert env["DAGSTER_PG_HOST"] in services and env["DAGSTER_PG_HOST"] == "postgres"
+    # the compute logs' bucket is the one the one-shot service creates, in MinIO
+    buckets = environment(services["minio-buckets"])
+    for name in DAGSTER_SERVICES:
+        env = environment(services[name])
+        assert env["DAGSTER_COMPUTE_LOGS_BUCKET"] == buckets["BUCKET"]
+        assert env["DAGSTER_COMPUTE_LOGS_ENDPOINT_URL"] == "http://minio:9000"
+        assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (
+            buckets["MC_USER"],
+            buckets["MC_PASSWORD"],
+        )
     postgres = environment(services["postgres"])
     instance = environment(services["user-code"])
     assert postgres["POSTGRES_USER"] == instance["DAGSTER_PG_USER"]
@@ -149,29 +167,36 @@ def test_instance_settings_reach_webserver_daemon_and_run_workers():
     assert postgres["POSTGRES_DB"] == instance["DAGSTER_PG_DB"]
 
 
-def test_compose_workspace_points_at_the_code_server():
+def test_compose_workspace_points_at_the_code_servers():
     document = compose()
     services, configs = document["services"], document["configs"]
-    [entry] = yaml.safe_load(configs["workspace"]["content"])["load_from"]
-    grpc = entry["grpc_server"]
-    code_server = services["user-code"]["command"]
-    assert code_server[:3] == ["dagster", "code-server", "start"]
-    assert grpc["host"] == "user-code"
-    assert str(grpc["port"]) == option(code_server, "-p", "--port")
-    assert str(grpc["port"]) in services["user-code"]["expose"]
-    assert option(code_server, "-h", "--host") == "0.0.0.0"
-    # the same code location as workspace.yaml (make ui, tests) and pyproject's [tool.dagster]
-    [local] = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    entries = [
+        e["grpc_server"] for e in yaml.safe_load(configs["workspace"]["content"])["load_from"]
+    ]
+    local = {
+        e["python_module"]["location_name"]: e["python_module"]["module_name"]
+        for e in yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    }
+    assert {e["location_name"] for e in entries} == set(local) == set(CODE_SERVERS.values())
+    for grpc in entries:
+        [service] = [s for s, location in CODE_SERVERS.items() if location == grpc["location_name"]]
+        code_server = services[service]["command"]
+        assert code_server[:3] == ["dagster", "code-server", "start"]
+        assert grpc["host"] == service
+        assert str(grpc["port"]) == option(code_server, "-p", "--port")
+        assert str(grpc["port"]) in services[service]["expose"]
+        assert option(code_server, "-h", "--host") == "0.0.0.0"
+        # the same code location as workspace.yaml (make ui, tests)
+        assert option(code_server, "-m", "--module-name") == local[grpc["location_name"]]
+        assert option(code_server, "--location-name") == grpc["location_name"]
     tool = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dagster"]
-    assert option(code_server, "-m", "--module-name") == local["python_module"]["module_name"]
-    assert option(code_server, "-m") == tool["module_name"]
-    names = {grpc["location_name"], option(code_server, "--location-name")}
-    assert names == {local["python_module"]["location_name"], tool["code_location_name"]}
+    assert local[tool["code_location_name"]] == tool["module_name"]
     for name in ("dagster-webserver", "dagster-daemon"):
         service = services[name]
         mounted = {c["target"] for c in service["configs"] if c["source"] == "workspace"}
         assert option(service["command"], "-w", "--workspace") in mounted, name
-        assert service["depends_on"]["user-code"]["condition"] == "service_healthy"
+        for code_server in CODE_SERVERS:
+            assert service["depends_on"][code_server]["condition"] == "service_healthy"
 
 
 def test_platform_settings_point_at_the_compose_servers():
@@ -226,7 +251,8 @@ def test_production_instance_config_is_valid_and_limits_what_the_code_uses(tmp_p
     feed_tag = ("sensor_platform/feed", kafka_ingest_job.tags["sensor_platform/feed"])
     assert feed_tag in {(limit["key"], limit.get("value")) for limit in limits}
     assert config["concurrency"]["pools"]["default_limit"] == 1
-    assert raw_sensor_readings.node_def.pools == {"raw_sensor_readings"}
+    raw = raw_asset(REGISTRY.raw, Partitions.starting("2026-01-01"))
+    assert raw.node_def.pools == {"raw_sensor_readings"}
 
 
 def test_dev_instance_stays_embedded(tmp_path):
@@ -251,19 +277,12 @@ def test_dockerfile_builds_the_user_code_image():
     assert "SENSOR_DBT_PROJECT_DIR=/opt/sensor-platform/dbt_project" in env
     assert "COPY dagster.yaml ${DAGSTER_HOME}/dagster.yaml" in instructions
     assert "COPY dbt_project ./dbt_project" in instructions
-    assert any("prepare_dbt_project()" in i for i in instructions)  # the manifest is built in
+    assert any("sensor-platform dbt-parse" in i for i in instructions)  # the manifest is built in
     cmd = yaml.safe_load(next(i for i in instructions if i.startswith("CMD "))[4:])
     assert cmd == compose()["services"]["user-code"]["command"]
 
 
-def test_env_example_documents_every_setting():
-    documented = (REPO / ".env.example").read_text()
-    in_code = set()
-    for path in (REPO / "sensor_platform").rglob("*.py"):
-        in_code |= set(re.findall(r"\"((?:SENSOR|DAGSTER_PG|AWS)_[A-Z0-9_]+)\"", path.read_text()))
-    assert in_code, "no settings found"
-    missing = sorted(name for name in in_code if name not in documented)
-    assert not missing, f"add to .env.example: {missing}"
+def test_compose_reads_only_variables_that_env_example_lists():
     raw = (REPO / "docker-compose.yml").read_text()
     in_compose = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", raw.replace("$${", "")))
     assert sorted(name for name in in_compose if name not in env_example()) == []

@@ -17,10 +17,11 @@ from pathlib import Path
 import dagster as dg
 import psycopg2
 import pytest
-from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 from sqlalchemy.engine import make_url
 
 from sensor_platform_tests.conftest import postgres_role
+
+pytestmark = pytest.mark.integration  # a daemon and PostgreSQL
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,6 +33,7 @@ DAILY = dg.DailyPartitionsDefinition(start_date="2026-03-01", end_date="2026-03-
 
 @dg.asset(partitions_def=DAILY, pool="warehouse")
 def probe_daily(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    print(f"probe stdout for {context.partition_key}")  # lands in the S3 compute logs
     return dg.MaterializeResult(metadata={"dagster/row_count": 3, "day": context.partition_key})
 
 
@@ -56,9 +58,19 @@ defs = dg.Definitions(assets=[probe_daily], jobs=[probe_job], sensors=[probe_sen
 """
 
 
+LOGS_BUCKET = "dagster-compute-logs"
+
+
 @pytest.fixture
-def dagster_home(postgres_url, tmp_path, monkeypatch):
-    """DAGSTER_HOME holding the repository's dagster.yaml, and a PostgreSQL role of its own."""
+def dagster_home(postgres_url, s3_endpoint, tmp_path, monkeypatch):
+    """DAGSTER_HOME holding the repository's dagster.yaml, a PostgreSQL role of its own, and a
+    (moto) S3 bucket for the compute logs."""
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_BUCKET", LOGS_BUCKET)
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOGS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    _s3(s3_endpoint).create_bucket(Bucket=LOGS_BUCKET)
     with postgres_role(postgres_url, "sensor_dagster_test") as role:
         admin_url = make_url(postgres_url)
         home = tmp_path / "dagster_home"
@@ -71,6 +83,12 @@ def dagster_home(postgres_url, tmp_path, monkeypatch):
         monkeypatch.setenv("DAGSTER_PG_PASSWORD", "unused-with-trust-auth")
         monkeypatch.setenv("DAGSTER_PG_DB", admin_url.database or "test")
         yield home, role
+
+
+def _s3(endpoint: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
 
 
 def _tables_of(role: str) -> set[str]:
@@ -119,7 +137,7 @@ def test_instance_stores_a_partition_in_postgres_and_reads_it_back(dagster_home)
     assert {"runs", "event_logs", "jobs", "job_ticks"} <= _tables_of(role)
 
 
-def test_daemon_ticks_a_sensor_and_its_queued_run_materializes(dagster_home, tmp_path):
+def test_daemon_ticks_a_sensor_and_its_queued_run_materializes(dagster_home, s3_endpoint, tmp_path):
     home, _ = dagster_home
     (tmp_path / "probe_definitions.py").write_text(PROBE_DEFINITIONS)
     (tmp_path / "workspace.yaml").write_text(
@@ -154,6 +172,16 @@ def test_daemon_ticks_a_sensor_and_its_queued_run_materializes(dagster_home, tmp
             assert record.run_id == run.run_id
             assert record.asset_materialization.partition == "2026-03-02"
             assert record.asset_materialization.metadata["day"].value == "2026-03-02"
+            assert type(instance.compute_log_manager).__name__ == "S3ComputeLogManager"
+        # the run worker's stdout is in S3, where a webserver on any machine reads it
+        listing = _s3(s3_endpoint).list_objects_v2(
+            Bucket=LOGS_BUCKET, Prefix="dagster/compute-logs/"
+        )
+        keys = [o["Key"] for o in listing.get("Contents", [])]
+        bodies = [
+            _s3(s3_endpoint).get_object(Bucket=LOGS_BUCKET, Key=k)["Body"].read() for k in keys
+        ]
+        assert any(b"probe stdout for 2026-03-02" in body for body in bodies), keys
     finally:
         _stop(daemon)
 
@@ -163,10 +191,12 @@ def _wait_for_successful_run(instance, daemon, log: Path, timeout_s: float):
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
             pytest.fail(f"dagster-daemon exited: {log.read_text()[-3000:]}")
-        runs = instance.get_runs(filters=RunsFilter(tags={"dagster/sensor_name": "probe_sensor"}))
-        if runs and runs[0].status == DagsterRunStatus.SUCCESS:
+        runs = instance.get_runs(
+            filters=dg.RunsFilter(tags={"dagster/sensor_name": "probe_sensor"})
+        )
+        if runs and runs[0].status == dg.DagsterRunStatus.SUCCESS:
             return runs
-        if runs and runs[0].status == DagsterRunStatus.FAILURE:
+        if runs and runs[0].status == dg.DagsterRunStatus.FAILURE:
             pytest.fail(f"the sensor's run failed: {runs[0].run_id}")
         time.sleep(1)
     pytest.fail(f"no successful sensor run within {timeout_s}s: {log.read_text()[-3000:]}")

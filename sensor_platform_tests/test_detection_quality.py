@@ -33,6 +33,8 @@ DETECTOR_FOR = {  # injected kind -> the rule kind meant to find it
 }
 MIN_LABELS = 10  # a kind with fewer labels says little either way
 
+pytestmark = pytest.mark.integration  # three simulated days of the fleet: tens of seconds
+
 
 @pytest.fixture(scope="module")
 def evaluation():

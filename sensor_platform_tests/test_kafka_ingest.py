@@ -4,6 +4,7 @@ landing, raw partitions, quarantine, lost data, commits, and simulator -> topic 
 import dataclasses
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -12,12 +13,12 @@ import pyarrow.compute as pc
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from sensor_platform.defs import kafka as kafka_defs
-from sensor_platform.defs.automation import raw_partitions_sensor
-from sensor_platform.defs.kafka import KafkaDataLost, kafka_ingest_job, kafka_ingest_sensor
-from sensor_platform.defs.partitions import hour_key
-from sensor_platform.defs.raw import raw_sensor_readings
+from sensor_platform.datasets import REGISTRY
+from sensor_platform.defs.kafka import KafkaDataLost, kafka_ingest_job
+from sensor_platform.defs.partitions import Partitions
+from sensor_platform.defs.raw import raw_asset
 from sensor_platform.defs.resources import KafkaResource, LakeResource, PipelineResource
+from sensor_platform.kafka import client as kafka_client
 from sensor_platform.kafka.broker import start_local_broker
 from sensor_platform.kafka.client import ensure_topic, produce
 from sensor_platform.kafka.offsets import PartitionState
@@ -27,6 +28,15 @@ from sensor_platform.lake.store import Lake
 from sensor_platform.readings.normalize import Message, normalize_messages
 from sensor_platform.readings.schema import QUARANTINE_SCHEMA, READING_SCHEMA
 from sensor_platform_tests.conftest import free_port
+from sensor_platform_tests.platform import definitions_for, hour_key
+
+pytestmark = pytest.mark.integration  # Dagster runs
+
+# The platform's sensors and assets; each test gives the resources it runs them with.
+PLATFORM = definitions_for(Path("data"))
+kafka_ingest_sensor = PLATFORM.resolve_sensor_def("kafka_ingest_sensor")
+raw_partitions_sensor = PLATFORM.resolve_sensor_def("raw_partitions_sensor")
+raw_sensor_readings = raw_asset(REGISTRY.raw, Partitions.starting("2026-01-01"))
 
 # Recent event times: the normalizer judges them against the Kafka record timestamp (now).
 BASE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
@@ -458,7 +468,7 @@ def test_offsets_removed_by_retention_under_each_policy(kafka_broker, monkeypatc
     def truncated(settings, partitions):
         return [PartitionState(topic, 0, earliest=6, end=9) for _ in partitions]
 
-    monkeypatch.setattr(kafka_defs, "partition_states", truncated)
+    monkeypatch.setattr(kafka_client, "partition_states", truncated)
     resource = kafka_resource(kafka_broker.bootstrap, topics=[topic], on_gap=policy)
     cursor = json.dumps({"offsets": {f"{topic}/0": 2}})
     if resumed is None:
@@ -577,14 +587,12 @@ def test_simulated_fleet_through_kafka_to_the_warehouse(kafka_broker, tmp_path, 
         [Message(m.payload, "sim", datetime.now(UTC)) for m in simulated], batch_id="expected"
     ).readings
 
-    monkeypatch.setenv("SENSOR_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SENSOR_KAFKA_BOOTSTRAP_SERVERS", kafka_broker.bootstrap)
-    monkeypatch.setenv("SENSOR_KAFKA_TOPICS", topic)
-    for name in ("SENSOR_LAKE_ROOT", "SENSOR_WAREHOUSE_URL", "SENSOR_KAFKA_TOPIC_PATTERN"):
-        monkeypatch.delenv(name, raising=False)
-    from sensor_platform.definitions import defs
-
-    definitions, instance = defs(), dg.DagsterInstance.ephemeral()
+    definitions = definitions_for(
+        tmp_path / "data",
+        SENSOR_KAFKA_BOOTSTRAP_SERVERS=kafka_broker.bootstrap,
+        SENSOR_KAFKA_TOPICS=topic,
+    )
+    instance = dg.DagsterInstance.ephemeral()
     resources = {"kafka": definitions.resources["kafka"], "lake": definitions.resources["lake"]}
     context = dg.build_sensor_context(instance=instance, resources=resources)
     requests = kafka_ingest_sensor(context).run_requests

@@ -8,27 +8,23 @@ import dagster as dg
 import duckdb
 import pytest
 
-from sensor_platform.defs.automation import raw_partitions_sensor
-from sensor_platform.defs.feed import feed_run_request, feed_windows, simulated_feed_sensor
-from sensor_platform.defs.partitions import hour_key
+from sensor_platform.defs.feed import feed_run_request, feed_windows
 from sensor_platform.defs.resources import LakeResource
 from sensor_platform.lake import layout
 from sensor_platform.lake.compaction import landing_hours
 from sensor_platform.lake.store import Lake
+from sensor_platform_tests.platform import definitions_for, hour_key
+
+pytestmark = pytest.mark.integration  # Dagster runs
 
 START = datetime(2026, 3, 1, 22, tzinfo=UTC)  # three hours crossing midnight
 HOURS = 3
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("SENSOR_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("SENSOR_LAKE_ROOT", raising=False)
-    monkeypatch.delenv("SENSOR_WAREHOUSE_URL", raising=False)
-    from sensor_platform.definitions import defs
-
+def env(tmp_path):
     return {
-        "defs": defs(),
+        "defs": definitions_for(tmp_path / "data"),
         "instance": dg.DagsterInstance.ephemeral(),
         "lake": Lake(str(tmp_path / "data" / "lake")),
         "warehouse": str(tmp_path / "data" / "warehouse.duckdb"),
@@ -145,7 +141,7 @@ def test_feed_sensor_cursor_and_chunking(env):
     context = dg.build_sensor_context(
         instance=instance, cursor=json.dumps({"next": START.isoformat()})
     )
-    result = simulated_feed_sensor(context)
+    result = env["defs"].resolve_sensor_def("simulated_feed_sensor")(context)
     # the cursor is in the past: all windows up to now, 15 minutes each at most
     assert result.run_requests
     first = result.run_requests[0]
@@ -159,7 +155,9 @@ def test_feed_sensor_cursor_and_chunking(env):
     new_cursor = datetime.fromisoformat(json.loads(result.cursor)["next"])
     assert timedelta(0) <= datetime.now(UTC) - new_cursor < timedelta(minutes=2)
     # caught up: the next tick asks for nothing
-    again = simulated_feed_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+    again = env["defs"].resolve_sensor_def("simulated_feed_sensor")(
+        dg.build_sensor_context(instance=instance, cursor=result.cursor)
+    )
     assert not again.run_requests
 
 
@@ -167,20 +165,20 @@ def test_raw_sensor_requests_each_pending_hour_once(env):
     _land_feed(env, START, START + timedelta(minutes=90))
     resources = {"lake": LakeResource(root=env["lake"].root_uri)}
     context = dg.build_sensor_context(instance=env["instance"], resources=resources)
-    result = raw_partitions_sensor(context)
+    result = env["defs"].resolve_sensor_def("raw_partitions_sensor")(context)
     keys = [r.partition_key for r in result.run_requests]
     landed = [hour_key(h) for h in landing_hours(env["lake"])]
     assert keys == landed
     assert {hour_key(START), hour_key(START + timedelta(hours=1))} <= set(keys)
     assert all(r.run_key.startswith(f"raw/{r.partition_key}/") for r in result.run_requests)
     _run_range(env, "raw_job", keys[0], keys[-1])
-    after = raw_partitions_sensor(
+    after = env["defs"].resolve_sensor_def("raw_partitions_sensor")(
         dg.build_sensor_context(instance=env["instance"], resources=resources)
     )
     assert not after.run_requests
     # a new batch asks again for the hours it touched (late readings included), with new run keys
     _land_feed(env, START + timedelta(minutes=90), START + timedelta(minutes=105))
-    more = raw_partitions_sensor(
+    more = env["defs"].resolve_sensor_def("raw_partitions_sensor")(
         dg.build_sensor_context(instance=env["instance"], resources=resources)
     )
     assert hour_key(START + timedelta(hours=1)) in [r.partition_key for r in more.run_requests]

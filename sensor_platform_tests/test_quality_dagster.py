@@ -10,28 +10,23 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from sensor_platform.defs import alerts, quality
-from sensor_platform.defs.aggregates import (
-    sensor_readings_daily,
-    sensor_readings_hourly,
-    sensor_readings_minute,
-)
-from sensor_platform.defs.automation import raw_job, rollups_job
-from sensor_platform.defs.raw import raw_sensor_readings
-from sensor_platform.defs.resources import (
-    FleetResource,
-    LakeResource,
-    PipelineResource,
-    WarehouseResource,
-)
+from sensor_platform.datasets import REGISTRY
 from sensor_platform.lake import layout
 from sensor_platform.lake.landing import land_batch
 from sensor_platform.lake.store import Lake
 from sensor_platform.quality.data_docs import DOCS_PREFIX
 from sensor_platform.quality.results import RESULTS_TABLE
+from sensor_platform.quality.suites import suites_for
 from sensor_platform.readings.schema import empty_quarantine
 from sensor_platform.warehouse.store import Warehouse
+from sensor_platform_tests.platform import definitions_for
 from sensor_platform_tests.readings_factory import readings_table
+
+pytestmark = pytest.mark.integration  # Dagster runs
+
+RAW = dg.AssetKey("raw_sensor_readings")
+MINUTE = dg.AssetKey("sensor_readings_minute")
+DAILY = dg.AssetKey("sensor_readings_daily")
 
 HOUR = datetime(2026, 3, 1, 10, tzinfo=UTC)
 KEY = "2026-03-01-10:00"
@@ -72,33 +67,13 @@ def hour_rows(hour: datetime, device: str = DEVICE, site: str = SITE) -> list[di
 
 @pytest.fixture
 def env(tmp_path):
-    lake = Lake(str(tmp_path / "lake"))
     fleet_file = tmp_path / "fleet.json"
     fleet_file.write_text(json.dumps(FLEET))
-    warehouse_url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
-    definitions = dg.Definitions(
-        assets=[
-            raw_sensor_readings,
-            sensor_readings_minute,
-            sensor_readings_hourly,
-            sensor_readings_daily,
-            alerts.sensor_anomalies,
-            alerts.anomaly_alerts,
-        ],
-        asset_checks=quality.QUALITY_CHECKS,
-        jobs=[raw_job, rollups_job],
-        resources={
-            "lake": LakeResource(root=lake.root_uri),
-            "warehouse": WarehouseResource(url=warehouse_url),
-            "fleet": FleetResource(fleet_file=str(fleet_file)),
-            "pipeline": PipelineResource(),
-            "quality": quality.QualityResource(),
-            **alerts.build_alert_resources(),
-        },
-    )
+    definitions = definitions_for(tmp_path / "data", SENSOR_FLEET_FILE=str(fleet_file))
     return {
-        "lake": lake,
-        "warehouse": Warehouse(warehouse_url),
+        "definitions": definitions,
+        "lake": Lake(str(tmp_path / "data" / "lake")),
+        "warehouse": Warehouse(f"duckdb:///{tmp_path / 'data' / 'warehouse.duckdb'}"),
         "job": definitions.resolve_job_def("raw_job"),
         "rollups_job": definitions.resolve_job_def("rollups_job"),
         "instance": dg.DagsterInstance.ephemeral(),
@@ -153,9 +128,9 @@ def test_an_error_on_raw_blocks_the_minute_partition_until_the_data_is_fixed(env
     assert "temperature values outside [-90, 1000]" in validity.description
     # The other raw checks ran and passed; the minute step never ran.
     assert all(e.passed for k, e in checks.items() if k[1] != "validity")
-    assert instance.get_materialized_partitions(raw_sensor_readings.key) == {KEY}
-    assert instance.get_materialized_partitions(sensor_readings_minute.key) == set()
-    assert not lake.exists(layout.aggregate_partition_file("sensor_readings_minute", HOUR))
+    assert instance.get_materialized_partitions(RAW) == {KEY}
+    assert instance.get_materialized_partitions(MINUTE) == set()
+    assert not lake.exists(REGISTRY.get("sensor_readings_minute").partition_file(HOUR))
 
     # Fix the data: the bad batch is replaced and the hour rebuilt from it.
     lake.delete(layout.raw_partition_file(HOUR))
@@ -165,7 +140,7 @@ def test_an_error_on_raw_blocks_the_minute_partition_until_the_data_is_fixed(env
     fixed_validity = evaluations(fixed)[("raw_sensor_readings", "validity")]
     assert fixed_validity.passed and fixed_validity.severity == dg.AssetCheckSeverity.ERROR
     assert all(e.passed for e in evaluations(fixed).values())
-    assert instance.get_materialized_partitions(sensor_readings_minute.key) == {KEY}
+    assert instance.get_materialized_partitions(MINUTE) == {KEY}
 
     history = env["warehouse"].read(RESULTS_TABLE).to_pylist()
     assert {r["run_id"] for r in history} == {result.run_id, fixed.run_id}
@@ -196,7 +171,7 @@ def test_a_null_like_value_blocks_too(env):
         "value",
         1,
     )
-    assert env["instance"].get_materialized_partitions(sensor_readings_minute.key) == set()
+    assert env["instance"].get_materialized_partitions(MINUTE) == set()
 
 
 def test_warnings_never_block(env):
@@ -210,7 +185,7 @@ def test_warnings_never_block(env):
     assert set(failures) == {"device_known", "site_known"}
     assert failures["device_known"]["unexpected_count"] == 5
     assert failures["device_known"]["unexpected_sample"][0]["device_id"] == "ROGUE-1"
-    assert env["instance"].get_materialized_partitions(sensor_readings_minute.key) == {KEY}
+    assert env["instance"].get_materialized_partitions(MINUTE) == {KEY}
 
 
 def test_aggregate_checks_report_an_incomplete_day_without_failing_the_run(env):
@@ -228,10 +203,10 @@ def test_aggregate_checks_report_an_incomplete_day_without_failing_the_run(env):
     [failure] = metadata(completeness)["failures"]
     assert (failure["unexpected_count"], failure["element_count"]) == (23, 24)
     assert failure["unexpected_sample"][0] == {
-        "hour_start": "2026-03-01T00:00:00+00:00",
-        "missing_hour": "2026-03-01T00:00:00+00:00",
+        "window_start": "2026-03-01T00:00:00+00:00",
+        "missing_window": "2026-03-01T00:00:00+00:00",
     }
-    assert env["instance"].get_materialized_partitions(sensor_readings_daily.key) == {"2026-03-01"}
+    assert env["instance"].get_materialized_partitions(DAILY) == {"2026-03-01"}
 
 
 def test_a_single_run_backfill_validates_every_partition_of_its_range(env):
@@ -261,51 +236,25 @@ def test_a_single_run_backfill_validates_every_partition_of_its_range(env):
     }
     assert {r["partition"] for r in history if not r["success"]} == {"2026-03-01-11:00"}
     docs = env["lake"].list_files(f"{DOCS_PREFIX}/validations", suffix=".html")
-    assert len(docs) == 3 * len(quality.SUITES["raw_sensor_readings"])
+    assert len(docs) == 3 * len(suites_for(REGISTRY.raw, REGISTRY))
 
 
-def test_checks_are_wired_to_the_assets_with_the_intended_blocking():
-    specs = {
-        (spec.asset_key.to_user_string(), spec.name): spec
-        for checks in quality.QUALITY_CHECKS
-        for spec in checks.check_specs
-    }
-    assert {k for k in specs if k[0] == "raw_sensor_readings"} == {
-        ("raw_sensor_readings", d)
-        for d in ("completeness", "validity", "uniqueness", "integrity", "timeliness")
-    }
-    assert all(s.blocking for k, s in specs.items() if k[0] == "raw_sensor_readings")
-    assert not any(s.blocking for k, s in specs.items() if k[0] != "raw_sensor_readings")
-    assert {k[1] for k in specs if k[0] == "sensor_readings_daily"} == {
-        "consistency",
-        "uniqueness",
-        "completeness",
-    }
-    merged = quality.quality_definitions()
-    assert "quality" in merged.resources
-    assert [s.name for s in merged.sensors] == ["raw_freshness_sensor"]
-
-
-def test_raw_freshness_check_fails_until_raw_is_materialized(tmp_path):
-    checks = quality.freshness_checks(quality.QualityResource().rules())
-    definitions = dg.Definitions(
-        assets=[raw_sensor_readings],
-        asset_checks=checks,
-        jobs=[dg.define_asset_job("freshness", selection=dg.AssetSelection.checks(*checks))],
-        resources={
-            "lake": LakeResource(root=str(tmp_path / "lake")),
-            "pipeline": PipelineResource(),
-        },
-    )
-    instance = dg.DagsterInstance.ephemeral()
-    job = definitions.resolve_job_def("freshness")
+def test_raw_freshness_check_fails_until_raw_is_materialized(env):
+    freshness = dg.AssetCheckKey(RAW, "freshness_check")
+    job = dg.Definitions.merge(
+        env["definitions"],
+        dg.Definitions(
+            jobs=[dg.define_asset_job("freshness", selection=dg.AssetSelection.checks(freshness))]
+        ),
+    ).resolve_job_def("freshness")
+    instance = env["instance"]
 
     [stale] = job.execute_in_process(instance=instance).get_asset_check_evaluations()
     assert not stale.passed and stale.severity == dg.AssetCheckSeverity.WARN
     assert stale.metadata["dagster/freshness_params"].value["lower_bound_delta_seconds"] == 7200
 
-    definitions.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, partition_key=KEY, asset_selection=[raw_sensor_readings.key]
+    env["definitions"].resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, partition_key=KEY, asset_selection=[RAW]
     )
     [fresh] = job.execute_in_process(instance=instance).get_asset_check_evaluations()
     assert fresh.passed and "dagster/last_updated_timestamp" in fresh.metadata

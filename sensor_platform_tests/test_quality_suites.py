@@ -14,14 +14,19 @@ import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
 
+from sensor_platform.datasets import REGISTRY as DATASETS
 from sensor_platform.lake import layout
 from sensor_platform.lake.store import Lake
+from sensor_platform.quality import partition_checks
 from sensor_platform.quality.data_docs import DOCS_PREFIX, publish_docs
-from sensor_platform.quality.frames import Registry
-from sensor_platform.quality.partition_checks import check_partitions
 from sensor_platform.quality.results import RESULTS_SCHEMA, RESULTS_TABLE, results_table, summarize
-from sensor_platform.quality.rules import DEFAULT_RULES_FILE, load_rules, parse_rules
-from sensor_platform.quality.suites import DAILY, HOURLY, MINUTE, RAW, SUITES
+from sensor_platform.quality.rules import (
+    DEFAULT_RULES_FILE,
+    FleetRegistry,
+    load_rules,
+    parse_rules,
+)
+from sensor_platform.quality.suites import suites_for
 from sensor_platform.rollups.compute import minute_aggregates, rollup
 from sensor_platform.rollups.schema import AGGREGATE_SCHEMA
 from sensor_platform.warehouse.store import Warehouse
@@ -31,7 +36,13 @@ DAY = datetime(2026, 3, 1, tzinfo=UTC)
 HOUR = DAY + timedelta(hours=10)
 NOW = DAY + timedelta(days=3)
 CADENCES = {"D1": 60, "D2": 60}
-REGISTRY = Registry(cadences=CADENCES, sites=frozenset({"S1", "S2"}))
+RAW, MINUTE, HOURLY, DAILY = (
+    "raw_sensor_readings",
+    "sensor_readings_minute",
+    "sensor_readings_hourly",
+    "sensor_readings_daily",
+)
+REGISTRY = FleetRegistry(cadences=CADENCES, sites=frozenset({"S1", "S2"}))
 RULES = load_rules()
 # device, site, metric, unit, base value: one reading per stream and minute (the cadence).
 STREAMS = [
@@ -66,11 +77,17 @@ def write_raw(lake: Lake, hour: datetime, rows: list[dict]) -> pa.Table:
 
 
 def write_aggregate(lake: Lake, asset: str, window: datetime, table: pa.Table) -> None:
-    lake.write_parquet(layout.aggregate_partition_file(asset, window), table)
+    lake.write_parquet(DATASETS.get(asset).partition_file(window), table)
 
 
 def read_aggregate(lake: Lake, asset: str, window: datetime) -> pa.Table:
-    return lake.read_parquet([layout.aggregate_partition_file(asset, window)], AGGREGATE_SCHEMA)
+    return lake.read_parquet([DATASETS.get(asset).partition_file(window)], AGGREGATE_SCHEMA)
+
+
+def check_partitions(lake: Lake, asset: str, windows: list[datetime], *, registry, **kwargs):
+    return partition_checks.check_partitions(
+        lake, DATASETS, DATASETS.get(asset), windows, fleet=registry, **kwargs
+    )
 
 
 def build_day(lake: Lake, day: datetime = DAY, cadences: dict[str, int] = CADENCES) -> None:
@@ -82,9 +99,9 @@ def build_day(lake: Lake, day: datetime = DAY, cadences: dict[str, int] = CADENC
         minute = minute_aggregates(raw, cadences)
         write_aggregate(lake, MINUTE, hour, minute)
         minutes.append(minute)
-    hourly = rollup(pa.concat_tables(minutes), "hour", cadences)
+    hourly = rollup(pa.concat_tables(minutes), timedelta(hours=1), cadences)
     write_aggregate(lake, HOURLY, day, hourly)
-    write_aggregate(lake, DAILY, day, rollup(hourly, "day", cadences))
+    write_aggregate(lake, DAILY, day, rollup(hourly, timedelta(days=1), cadences))
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +140,7 @@ def failed(summary) -> dict[tuple[str, str], object]:
 @pytest.mark.parametrize("asset,window", [(RAW, HOUR), (MINUTE, HOUR), (HOURLY, DAY), (DAILY, DAY)])
 def test_every_check_passes_on_a_clean_partition(clean_lake, asset, window):
     report = run_checks(clean_lake, asset, window)
-    assert set(report.summaries) == {s.dimension for s in SUITES[asset]}
+    assert set(report.summaries) == {s.dimension for s in suites_for(DATASETS.get(asset), DATASETS)}
     for dimension, summary in report.summaries.items():
         assert summary.success, (dimension, [(e.rule, e.subject, e.sample) for e in summary.failed])
         assert summary.rows > 0 and summary.expectations
@@ -294,7 +311,7 @@ def test_minute_completeness_flags_low_coverage_and_silent_devices(clean_lake):
     rows += [r for r in clean_rows(HOUR, every_minutes=2) if r["metric"] == "humidity"]
     raw = write_raw(clean_lake, HOUR, rows)
     write_aggregate(clean_lake, MINUTE, HOUR, minute_aggregates(raw, CADENCES))
-    registry = Registry({**CADENCES, "D3": 30}, REGISTRY.sites)
+    registry = FleetRegistry({**CADENCES, "D3": 30}, REGISTRY.sites)
     summary = run_checks(clean_lake, MINUTE, HOUR, registry=registry).summaries["completeness"]
     [(key, e)] = failed(summary).items()
     assert key == ("coverage", "coverage") and e.severity == "warn"
@@ -307,8 +324,8 @@ def test_minute_integrity_minutes_must_cover_exactly_the_raw_hour(clean_lake):
     write_raw(clean_lake, HOUR, clean_rows(HOUR)[:-4])  # the minutes still count 180
     summary = run_checks(clean_lake, MINUTE, HOUR).summaries["integrity"]
     [(key, e)] = failed(summary).items()
-    assert key == ("minute_total_matches_raw", "reading_count") and e.severity == "error"
-    assert e.sample == ({"hour_start": HOUR.isoformat(), "raw_rows": 176, "minute_total": 180},)
+    assert key == ("level_total_matches_raw", "reading_count") and e.severity == "error"
+    assert e.sample == ({"partition_start": HOUR.isoformat(), "raw_rows": 176, "level_total": 180},)
 
 
 # -- hourly and daily rollups --------------------------------------------------------------------
@@ -329,12 +346,12 @@ def test_daily_completeness_flags_a_missing_hour(clean_lake):
 
     _tamper(clean_lake, HOURLY, DAY, drop_five_am)
     hourly = read_aggregate(clean_lake, HOURLY, DAY)
-    write_aggregate(clean_lake, DAILY, DAY, rollup(hourly, "day", CADENCES))
+    write_aggregate(clean_lake, DAILY, DAY, rollup(hourly, timedelta(days=1), CADENCES))
     summary = run_checks(clean_lake, DAILY, DAY).summaries["completeness"]
     [(key, e)] = failed(summary).items()
-    assert key == ("hours_present", "window_start") and e.severity == "error"
+    assert key == ("finer_windows_present", "window_start") and e.severity == "error"
     assert (e.unexpected_count, e.element_count) == (1, 24)
-    assert e.sample[0]["missing_hour"] == (DAY + timedelta(hours=5)).isoformat()
+    assert e.sample[0]["missing_window"] == (DAY + timedelta(hours=5)).isoformat()
     # The day in progress is judged on its ended hours only.
     partial = check_partitions(
         clean_lake, DAILY, [DAY], rules=RULES, registry=REGISTRY,

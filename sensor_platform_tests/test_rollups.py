@@ -28,11 +28,12 @@ SERIES = [  # device_id, site_id, metric, unit, value offset, noise
     ("d5", "s2", "leaf_wetness_index_v2", "idx", 0.5, 0.2),  # a metric nobody declared
 ]
 CADENCES = {"d1": 10, "d2": 30, "d4": 7, HOSTILE_DEVICE: 5}  # d5 has no known cadence
-WINDOW_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+MINUTE, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 
 ORACLE_SQL = """
 WITH windows AS (
-    SELECT date_trunc($level, event_time) AS window_start, device_id, site_id, metric,
+    SELECT time_bucket($width, event_time, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS window_start,
+           device_id, site_id, metric,
            first(unit ORDER BY event_time, reading_id) AS unit,
            count(*) AS reading_count, min(value) AS min_value, max(value) AS max_value,
            avg(value) AS mean_value, stddev_samp(value) AS stddev_value,
@@ -53,7 +54,7 @@ SORT_KEYS = [
 APPROXIMATE = {"mean_value", "stddev_value", "m2", "expected_count", "coverage"}
 
 
-def straight_from_raw(raw: pa.Table, level: str) -> pa.Table:
+def straight_from_raw(raw: pa.Table, width: timedelta) -> pa.Table:
     """The independent answer: ordered aggregates over the raw readings of each window."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -61,7 +62,7 @@ def straight_from_raw(raw: pa.Table, level: str) -> pa.Table:
     con.register(
         "cadences", pa.table({"device_id": list(CADENCES), "cadence": list(CADENCES.values())})
     )
-    params = {"level": level, "seconds": float(WINDOW_SECONDS[level])}
+    params = {"width": width, "seconds": width.total_seconds()}
     return con.sql(ORACLE_SQL, params=params).to_arrow_table()
 
 
@@ -129,16 +130,22 @@ def minutes(raw) -> pa.Table:
 
 
 def test_minutes_match_raw(raw, minutes):
-    assert_matches(minutes, straight_from_raw(raw, "minute"))
+    assert_matches(minutes, straight_from_raw(raw, MINUTE))
 
 
 def test_hours_merged_from_minutes_match_raw(raw, minutes):
-    assert_matches(rollup(minutes, "hour", CADENCES), straight_from_raw(raw, "hour"))
+    assert_matches(rollup(minutes, HOUR, CADENCES), straight_from_raw(raw, HOUR))
+
+
+def test_any_level_that_divides_the_next_merges_exactly(raw, minutes):
+    quarters = rollup(minutes, timedelta(minutes=15), CADENCES)
+    assert_matches(quarters, straight_from_raw(raw, timedelta(minutes=15)))
+    assert_matches(rollup(quarters, HOUR, CADENCES), straight_from_raw(raw, HOUR))
 
 
 def test_days_merged_from_hours_match_raw(raw, minutes):
-    days = rollup(rollup(minutes, "hour", CADENCES), "day", CADENCES)
-    assert_matches(days, straight_from_raw(raw, "day"))
+    days = rollup(rollup(minutes, HOUR, CADENCES), DAY, CADENCES)
+    assert_matches(days, straight_from_raw(raw, DAY))
     assert set(days.column("window_start").to_pylist()) == {T0, T0 + timedelta(days=1)}
 
 
@@ -166,7 +173,7 @@ def test_rollup_weights_by_count_and_merges_variance():
     )
     minutes = minute_aggregates(raw, {})
     assert minutes.column("mean_value").to_pylist() == [1.0, 12.5]
-    hourly = rollup(minutes, "hour", {}).to_pylist()[0]
+    hourly = rollup(minutes, HOUR, {}).to_pylist()[0]
     everything = values[0] + values[1]
     assert hourly["reading_count"] == 8
     assert hourly["mean_value"] == pytest.approx(np.mean(everything), rel=1e-12)
@@ -234,7 +241,7 @@ def test_ties_on_event_time_are_broken_by_reading_id():
         )
         assert (got["d"]["first_event_time"], got["d"]["last_event_time"]) == (start, end)
         assert got["e"]["unit"] == "mV"
-        hourly = rollup(minute_aggregates(readings_table(order), {}), "hour", {}).to_pylist()
+        hourly = rollup(minute_aggregates(readings_table(order), {}), HOUR, {}).to_pylist()
         assert (hourly[0]["first_value"], hourly[0]["last_value"]) == (1.0, 9.0)
 
 
@@ -279,7 +286,7 @@ def test_coverage_against_cadence_and_null_when_unknown():
     hourly = {
         r["device_id"]: r
         for r in rollup(
-            minute_aggregates(readings_table(rows), {"known": 10}), "hour", {"known": 10}
+            minute_aggregates(readings_table(rows), {"known": 10}), HOUR, {"known": 10}
         ).to_pylist()
     }
     assert hourly["known"]["coverage"] == pytest.approx(3 / 360)
@@ -291,8 +298,8 @@ def test_empty_inputs_give_empty_tables_with_the_schema(tmp_path):
     for raw in (READING_SCHEMA.empty_table(), [], empty_dataset):
         got = minute_aggregates(raw, CADENCES)
         assert got.num_rows == 0 and got.schema.equals(AGGREGATE_SCHEMA)
-    for level in ("hour", "day"):
-        got = rollup(AGGREGATE_SCHEMA.empty_table(), level, CADENCES)
+    for window in (HOUR, DAY):
+        got = rollup(AGGREGATE_SCHEMA.empty_table(), window, CADENCES)
         assert got.num_rows == 0 and got.schema.equals(AGGREGATE_SCHEMA)
 
 
@@ -310,13 +317,13 @@ def test_parquet_files_and_datasets_give_the_same_result(tmp_path, raw, minutes)
     assert_matches(minute_aggregates(dataset.filter(only_d1), CADENCES), expected)
     assert set(expected.column("device_id").to_pylist()) == {"d1"}
     pq.write_table(minutes, tmp_path / "minutes.parquet")
-    from_file = rollup([str(tmp_path / "minutes.parquet")], "hour", CADENCES)
-    assert_matches(from_file, rollup(minutes, "hour", CADENCES))
+    from_file = rollup([str(tmp_path / "minutes.parquet")], HOUR, CADENCES)
+    assert_matches(from_file, rollup(minutes, HOUR, CADENCES))
 
 
-def test_rejects_unknown_level_and_non_positive_cadence(minutes):
-    with pytest.raises(ValueError, match="level"):
-        rollup(minutes, "week", CADENCES)  # type: ignore[arg-type]
+def test_rejects_a_window_that_does_not_divide_a_day_and_non_positive_cadence(minutes):
+    with pytest.raises(ValueError, match="window"):
+        rollup(minutes, timedelta(minutes=7), CADENCES)
     with pytest.raises(ValueError, match="positive"):
         minute_aggregates(random_readings(50), {"d1": 10, "d2": 0})
 
@@ -355,5 +362,5 @@ def test_windows_are_utc_floors_even_before_1970():
         hour(23) + timedelta(minutes=59),
     ]
     assert minutes.column("first_event_time").to_pylist() == times
-    days = rollup(rollup(minutes, "hour", {}), "day", {})
+    days = rollup(rollup(minutes, HOUR, {}), DAY, {})
     assert days.column("window_start").to_pylist() == [datetime(1969, 12, 31, tzinfo=UTC), hour(0)]

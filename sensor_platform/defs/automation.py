@@ -11,59 +11,95 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from sensor_platform.defs.aggregates import (
-    sensor_readings_daily,
-    sensor_readings_hourly,
-    sensor_readings_minute,
-)
-from sensor_platform.defs.alerts import anomaly_alerts, sensor_anomalies
-from sensor_platform.defs.partitions import DAILY, HOURLY, hour_key
-from sensor_platform.defs.raw import raw_sensor_readings
+from sensor_platform.datasets import Dataset, Registry
+from sensor_platform.defs.alerts import ALERTS
+from sensor_platform.defs.partitions import Partitions
 from sensor_platform.defs.resources import LakeResource
-from sensor_platform.lake.compaction import pending_landing
 
 REPAIR_LOOKBACK = timedelta(days=3)
-
-# Raw, its minute aggregates, anomalies and alerts run together: a blocking check on raw stops bad
-# data right there, and a reading that breaks a rule is announced in the run that lands it.
-raw_job = dg.define_asset_job(
-    "raw_job",
-    selection=[raw_sensor_readings, sensor_readings_minute, sensor_anomalies, anomaly_alerts],
-    partitions_def=HOURLY,
-)
-minute_job = dg.define_asset_job(
-    "minute_job", selection=[sensor_readings_minute], partitions_def=HOURLY
-)
-rollups_job = dg.define_asset_job(
-    "rollups_job", selection=[sensor_readings_hourly, sensor_readings_daily], partitions_def=DAILY
-)
-
-
-@dg.sensor(job=raw_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def raw_partitions_sensor(
-    context: dg.SensorEvaluationContext, lake: LakeResource
-) -> dg.SensorResult:
-    """Asks for a raw partition run for every hour with landed batches not yet merged. The run
-    key names the hour and the exact set of waiting files, so a set is requested once."""
-    requests, outside = [], []
-    for hour, files in sorted(pending_landing(lake.lake()).items()):
-        key = hour_key(hour)
-        if not HOURLY.has_partition_key(key):
-            outside.append(key)
-            continue
-        digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
-        requests.append(dg.RunRequest(partition_key=key, run_key=f"raw/{key}/{digest}"))
-    if outside:
-        context.log.warning(
-            f"landed readings for hours outside the partitions ({', '.join(outside[:5])}"
-            f"{' ...' if len(outside) > 5 else ''}); set SENSOR_PARTITIONS_START earlier to keep them"
-        )
-    if not requests:
-        return dg.SensorResult(skip_reason="no landed batches waiting")
-    return dg.SensorResult(run_requests=requests)
-
-
 MISSING_OR_FAILED = {None, dg.AssetPartitionStatus.FAILED}
+# One job (and its repair schedule) per partitioning of the aggregate levels: the
+# hourly-partitioned levels (minutes) and the daily-partitioned ones (hours, days).
+AGGREGATE_JOBS = {
+    "hourly": ("minute_job", "repair_minute_partitions"),
+    "daily": ("rollups_job", "repair_rollup_partitions"),
+}
+
+
+def automation_definitions(
+    datasets: Registry, partitions: Partitions, raw_sensor_interval_seconds: int
+) -> dg.Definitions:
+    raw = datasets.raw
+    finest = [d for d in datasets.aggregates if d.source == raw.name]
+    # Raw, the level computed from it, anomalies and alerts run together: a blocking check on raw
+    # stops bad data right there, and a reading that breaks a rule is announced in the run that
+    # lands it.
+    raw_job = dg.define_asset_job(
+        "raw_job",
+        selection=[raw.name, *(d.name for d in finest), "sensor_anomalies", ALERTS],
+        partitions_def=partitions.of(raw),
+    )
+    jobs, schedules = (
+        [raw_job],
+        [_repair_schedule("repair_raw_partitions", raw_job, _plan_raw(raw, partitions))],
+    )
+    for partitioning, (job_name, schedule_name) in AGGREGATE_JOBS.items():
+        levels = [d for d in datasets.aggregates if d.partitioning == partitioning]
+        job = dg.define_asset_job(
+            job_name,
+            selection=[d.name for d in levels],
+            partitions_def=getattr(partitions, partitioning),
+        )
+        jobs.append(job)
+        schedules.append(
+            _repair_schedule(schedule_name, job, _plan_levels(datasets, levels, partitions))
+        )
+    return dg.Definitions(
+        jobs=jobs,
+        sensors=[raw_partitions_sensor(raw, partitions, raw_job, raw_sensor_interval_seconds)],
+        schedules=schedules,
+    )
+
+
+def raw_partitions_sensor(
+    raw: Dataset, partitions: Partitions, raw_job, interval_seconds: int
+) -> dg.SensorDefinition:
+    hourly = partitions.of(raw)
+
+    @dg.sensor(
+        job=raw_job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def raw_partitions_sensor(
+        context: dg.SensorEvaluationContext, lake: LakeResource
+    ) -> dg.SensorResult:
+        """Asks for a raw partition run for every hour with landed batches not yet merged. The
+        run key names the hour and the exact set of waiting files, so a set is requested once."""
+        from sensor_platform.lake.compaction import pending_landing
+
+        requests, outside = [], []
+        for hour, files in sorted(pending_landing(lake.lake()).items()):
+            key = raw.partition_key(hour)
+            if not hourly.has_partition_key(key):
+                outside.append(key)
+                continue
+            digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
+            requests.append(dg.RunRequest(partition_key=key, run_key=f"raw/{key}/{digest}"))
+        if outside:
+            context.log.warning(
+                f"landed readings for hours outside the partitions ({', '.join(outside[:5])}"
+                f"{' ...' if len(outside) > 5 else ''}); set SENSOR_PARTITIONS_START earlier "
+                "to keep them"
+            )
+        if not requests:
+            return dg.SensorResult(skip_reason="no landed batches waiting")
+        return dg.SensorResult(run_requests=requests)
+
+    return raw_partitions_sensor
+
+
+Plan = Callable[[dg.DagsterInstance, datetime], list[str]]
 
 
 def partitions_to_repair(
@@ -80,11 +116,7 @@ def partitions_to_repair(
     return [k for k in keys if status.get(k) in MISSING_OR_FAILED and upstream_ready(k)]
 
 
-def _materialized(instance: dg.DagsterInstance, asset: dg.AssetsDefinition) -> set[str]:
-    return set(instance.get_materialized_partitions(asset.key))
-
-
-def _repair_schedule(name: str, job, plan: Callable[[dg.DagsterInstance, datetime], list[str]]):
+def _repair_schedule(name: str, job, plan: Plan) -> dg.ScheduleDefinition:
     @dg.schedule(
         name=name,
         job=job,
@@ -102,26 +134,36 @@ def _repair_schedule(name: str, job, plan: Callable[[dg.DagsterInstance, datetim
     return _schedule
 
 
-def _plan_raw(instance, now):
-    # A raw partition exists only when readings landed: only failed ones are re-run here.
-    window = dg.TimeWindow(now - REPAIR_LOOKBACK, now)
-    keys = HOURLY.get_partition_keys_in_time_window(window)
-    status = instance.get_status_by_partition(raw_sensor_readings.key, keys, HOURLY) or {}
-    return [k for k in keys if status.get(k) == dg.AssetPartitionStatus.FAILED]
+def _plan_raw(raw: Dataset, partitions: Partitions) -> Plan:
+    def plan(instance: dg.DagsterInstance, now: datetime) -> list[str]:
+        # A raw partition exists only when readings landed: only failed ones are re-run here.
+        hourly = partitions.of(raw)
+        keys = hourly.get_partition_keys_in_time_window(dg.TimeWindow(now - REPAIR_LOOKBACK, now))
+        status = instance.get_status_by_partition(dg.AssetKey(raw.name), keys, hourly) or {}
+        return [k for k in keys if status.get(k) == dg.AssetPartitionStatus.FAILED]
+
+    return plan
 
 
-def _plan_minute(instance, now):
-    raw = _materialized(instance, raw_sensor_readings)
-    return partitions_to_repair(instance, sensor_readings_minute.key, HOURLY, now, raw.__contains__)
+def _plan_levels(datasets: Registry, levels: list[Dataset], partitions: Partitions) -> Plan:
+    """Partitions of `levels` that are missing or failed while their source has data inside
+    them; the job builds every level of its partitioning, so the union is asked for."""
 
+    def plan(instance: dg.DagsterInstance, now: datetime) -> list[str]:
+        keys: set[str] = set()
+        for level in levels:
+            source = datasets.get(level.source)
+            present = [
+                source.partition_start(key)
+                for key in instance.get_materialized_partitions(dg.AssetKey(source.name))
+            ]
 
-def _plan_rollups(instance, now):
-    minute_days = {k[:10] for k in _materialized(instance, sensor_readings_minute)}
-    return partitions_to_repair(
-        instance, sensor_readings_daily.key, DAILY, now, minute_days.__contains__
-    )
+            def ready(key: str, level: Dataset = level, present: list = present) -> bool:
+                start = level.partition_start(key)
+                return any(start <= s < start + level.partition_length for s in present)
 
+            level_key = dg.AssetKey(level.name)
+            keys |= set(partitions_to_repair(instance, level_key, partitions.of(level), now, ready))
+        return sorted(keys)
 
-repair_raw_partitions = _repair_schedule("repair_raw_partitions", raw_job, _plan_raw)
-repair_minute_partitions = _repair_schedule("repair_minute_partitions", minute_job, _plan_minute)
-repair_rollup_partitions = _repair_schedule("repair_rollup_partitions", rollups_job, _plan_rollups)
+    return plan

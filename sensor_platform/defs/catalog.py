@@ -1,5 +1,5 @@
-"""`data_catalog`: the data catalog built from the asset graph and the instance's latest
-materializations and check results, for whatever assets the Definitions hold.
+"""`data_catalog`: the data catalog built from the code location's definitions and the
+instance's latest materializations and check results.
 
 Published as the `data_catalog` / `data_catalog_columns` warehouse tables, a static HTML page and a
 JSON document in the lake (catalog/), and the analysts' DuckDB views file. The schema history lives
@@ -8,55 +8,29 @@ in the lake (catalog/schema_history.json); a removed or retyped column fails the
 """
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import dagster as dg
-from dagster_shared.check import CheckError
 
-from sensor_platform import settings
-from sensor_platform.catalog.analytics_db import refresh_analytics_db
-from sensor_platform.catalog.entries import (
-    CatalogEntry,
-    CheckOutcome,
-    ColumnInfo,
-    DatasetFacts,
-    build_entry,
-    observed_columns,
-    schema_snapshot,
-)
-from sensor_platform.catalog.html_page import render_catalog_page
-from sensor_platform.catalog.lake_inspection import (
-    LakeDatasetStats,
-    inspect_lake_dataset,
-    lake_prefix,
-    read_lake_bytes,
-    write_lake_bytes,
-)
-from sensor_platform.catalog.publishing import (
-    ALL_TIME,
-    CATALOG_COLUMNS,
-    CATALOG_COLUMNS_TABLE,
-    CATALOG_TABLE,
-    HTML_PAGE,
-    JSON_DOCUMENT,
-    SCHEMA_HISTORY,
-    catalog_document,
-    catalog_rows,
-    column_rows,
-)
-from sensor_platform.catalog.schema_versions import SchemaHistory, SchemaVersion
-from sensor_platform.defs.metadata import table_schema
-from sensor_platform.defs.partitions import DAILY, HOURLY
-from sensor_platform.defs.resources import LakeResource, WarehouseResource
-from sensor_platform.lake.store import Lake
+from sensor_platform.catalog.schema import CATALOG_COLUMNS, CATALOG_TABLE_NAME
+from sensor_platform.defs.metadata import OWNERS, table_schema
+from sensor_platform.defs.resources import CatalogResource, LakeResource, WarehouseResource
+
+if TYPE_CHECKING:
+    from sensor_platform.catalog.entries import (
+        CatalogEntry,
+        CheckOutcome,
+        ColumnInfo,
+        DatasetFacts,
+    )
+    from sensor_platform.catalog.lake_inspection import LakeDatasetStats
+    from sensor_platform.catalog.schema_versions import SchemaHistory, SchemaVersion
+    from sensor_platform.lake.store import Lake
 
 BREAKING_CHECK = "no_breaking_schema_changes"
-
-
-class CatalogResource(dg.ConfigurableResource):
-    """Where the analysts' DuckDB views file is written (a local path, rebuilt and renamed)."""
-
-    analytics_db_path: str
+CATALOG = "data_catalog"
 
 
 def _value(value: object) -> object:
@@ -66,14 +40,16 @@ def _value(value: object) -> object:
 def _partitioning(partitions_def: dg.PartitionsDefinition | None) -> str:
     if partitions_def is None:
         return "none"
-    if partitions_def == HOURLY:
+    if isinstance(partitions_def, dg.HourlyPartitionsDefinition):
         return "hourly"
-    if partitions_def == DAILY:
+    if isinstance(partitions_def, dg.DailyPartitionsDefinition):
         return "daily"
     return type(partitions_def).__name__
 
 
-def _declared_columns(metadata: dict) -> tuple[ColumnInfo, ...]:
+def _declared_columns(metadata: dict) -> tuple["ColumnInfo", ...]:
+    from sensor_platform.catalog.entries import ColumnInfo
+
     schema = _value(metadata.get("dagster/column_schema"))
     if not isinstance(schema, dg.TableSchema):
         return ()
@@ -83,7 +59,9 @@ def _declared_columns(metadata: dict) -> tuple[ColumnInfo, ...]:
     )
 
 
-def _checks(instance: dg.DagsterInstance, check_keys: set) -> tuple[CheckOutcome, ...]:
+def _checks(instance: dg.DagsterInstance, check_keys: set) -> tuple["CheckOutcome", ...]:
+    from sensor_platform.catalog.entries import CheckOutcome
+
     outcomes = []
     for check_key in sorted(check_keys, key=lambda k: k.name):
         record = instance.get_latest_asset_check_evaluation_record(check_key)
@@ -104,20 +82,24 @@ def _checks(instance: dg.DagsterInstance, check_keys: set) -> tuple[CheckOutcome
     return tuple(outcomes)
 
 
-def code_location_graph(context: dg.AssetExecutionContext):
-    """The asset graph of the whole code location (not just this run's job)."""
-    try:
-        return context.repository_def.asset_graph
-    except CheckError:
-        # execute_in_process (tests, scripts) runs without a repository: use the graph the job
-        # was cut from, which is the same Definitions' graph.
-        return context.job_def.asset_layer.asset_graph.source_asset_graph
+def _check_keys(definitions: dg.Definitions) -> dict[dg.AssetKey, set[dg.AssetCheckKey]]:
+    """Every check of the definitions, by the asset it checks."""
+    keys: dict[dg.AssetKey, set[dg.AssetCheckKey]] = {}
+    holders = [*(definitions.assets or ()), *(definitions.asset_checks or ())]
+    for holder in holders:
+        for check_key in getattr(holder, "check_keys", ()):
+            keys.setdefault(check_key.asset_key, set()).add(check_key)
+    return keys
 
 
-def dataset_facts(instance: dg.DagsterInstance, graph, key: dg.AssetKey) -> DatasetFacts:
+def dataset_facts(
+    instance: dg.DagsterInstance, spec: dg.AssetSpec, check_keys: set[dg.AssetCheckKey]
+) -> "DatasetFacts":
     """Everything the definitions and the instance say about one asset, as plain values."""
-    node = graph.get(key)
-    metadata = dict(node.metadata)
+    from sensor_platform.catalog.entries import DatasetFacts
+    from sensor_platform.catalog.lake_inspection import lake_prefix
+
+    key, metadata = spec.key, dict(spec.metadata)
     latest = instance.get_latest_materialization_event(key)
     run_metadata = latest.asset_materialization.metadata if latest else {}
     template = _value(metadata.get("partition_path"))
@@ -125,30 +107,35 @@ def dataset_facts(instance: dg.DagsterInstance, graph, key: dg.AssetKey) -> Data
     row_count = _value(run_metadata.get("dagster/row_count"))
     uri = _value(run_metadata.get("dagster/uri"))
     materialized = (
-        tuple(sorted(instance.get_materialized_partitions(key))) if node.partitions_def else ()
+        tuple(sorted(instance.get_materialized_partitions(key))) if spec.partitions_def else ()
     )
     return DatasetFacts(
         name=key.to_user_string(),
-        description=node.description or "",
-        owners=tuple(node.owners),
-        group=node.group_name or "default",
-        kinds=tuple(sorted(node.kinds)),
-        tags={k: v for k, v in node.tags.items() if not k.startswith("dagster/")},
+        description=spec.description or "",
+        owners=tuple(spec.owners),
+        group=spec.group_name or "default",
+        kinds=tuple(sorted(spec.kinds)),
+        tags={k: v for k, v in spec.tags.items() if not k.startswith("dagster/")},
         declared_columns=_declared_columns(metadata),
         lake_prefix=lake_prefix(template) if isinstance(template, str) else None,
         table_name=table_name if isinstance(table_name, str) else None,
-        partitioning=_partitioning(node.partitions_def),
+        partitioning=_partitioning(spec.partitions_def),
         materialized_partitions=materialized,
         last_update=datetime.fromtimestamp(latest.timestamp, UTC) if latest else None,
         last_row_count=row_count if isinstance(row_count, int) else None,
         last_uri=uri if isinstance(uri, str) else None,
-        checks=_checks(instance, graph.get_check_keys_for_assets({key})),
+        checks=_checks(instance, check_keys),
     )
 
 
 def _current_version(
-    history: SchemaHistory, facts: DatasetFacts, stats: LakeDatasetStats | None, now: datetime
-) -> tuple[SchemaVersion, bool]:
+    history: "SchemaHistory",
+    facts: "DatasetFacts",
+    stats: "LakeDatasetStats | None",
+    now: datetime,
+) -> tuple["SchemaVersion", bool]:
+    from sensor_platform.catalog.entries import observed_columns, schema_snapshot
+
     latest = history.latest(facts.name)
     if stats is not None and stats.files == 0 and latest is not None:
         return latest, False  # no files to look at (yet, or any more): nothing observed
@@ -158,18 +145,23 @@ def _current_version(
 
 def build_catalog(
     instance: dg.DagsterInstance,
-    graph,
-    store: Lake,
-    history: SchemaHistory,
+    definitions: dg.Definitions,
+    store: "Lake",
+    history: "SchemaHistory",
     *,
     warehouse_url: str,
     now: datetime,
-) -> tuple[list[CatalogEntry], list[SchemaVersion]]:
-    """One entry per asset of `graph` (an AssetGraph; external ones like quarantined_messages
-    included), and the schema versions this build added."""
+) -> tuple[list["CatalogEntry"], list["SchemaVersion"]]:
+    """One entry per asset of `definitions` (external ones like quarantined_messages included),
+    and the schema versions this build added."""
+    from sensor_platform.catalog.entries import build_entry
+    from sensor_platform.catalog.lake_inspection import inspect_lake_dataset
+
+    check_keys = _check_keys(definitions)
     entries, new_versions = [], []
-    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
-        facts = dataset_facts(instance, graph, key)
+    specs = sorted(definitions.resolve_all_asset_specs(), key=lambda s: s.key.to_user_string())
+    for spec in specs:
+        facts = dataset_facts(instance, spec, check_keys.get(spec.key, set()))
         stats = inspect_lake_dataset(store, facts.lake_prefix) if facts.lake_prefix else None
         version, is_new = _current_version(history, facts, stats, now)
         if is_new:
@@ -187,7 +179,7 @@ def build_catalog(
     return entries, new_versions
 
 
-def _breaking_check(new_versions: list[SchemaVersion]) -> dg.AssetCheckResult:
+def _breaking_check(new_versions: list["SchemaVersion"]) -> dg.AssetCheckResult:
     breaking = {v.dataset: v.diff.to_json() for v in new_versions if v.breaking}
     return dg.AssetCheckResult(
         check_name=BREAKING_CHECK,
@@ -205,103 +197,111 @@ def _breaking_check(new_versions: list[SchemaVersion]) -> dg.AssetCheckResult:
     )
 
 
-def _link(store: Lake, relpath: str) -> dg.MetadataValue:
+def _link(store: "Lake", relpath: str) -> dg.MetadataValue:
     if store.is_local:
         return dg.MetadataValue.path(os.path.abspath(store.full_path(relpath)))
     return dg.MetadataValue.url(store.uri(relpath))
 
 
-@dg.asset(
-    name="data_catalog",
-    group_name="catalog",
-    kinds={"html", "json", "duckdb"},
-    owners=["team:data-platform"],
-    tags={"domain": "iot", "tier": "gold", "pii": "none", "layer": "catalog"},
-    metadata={
-        "dagster/column_schema": table_schema(CATALOG_COLUMNS),
-        "dagster/table_name": CATALOG_TABLE.name,
-    },
-    check_specs=[
-        dg.AssetCheckSpec(
-            BREAKING_CHECK,
-            asset="data_catalog",
-            description="Warns when a dataset lost a column or a column changed type.",
-        )
-    ],
-)
-def data_catalog(
-    context: dg.AssetExecutionContext,
-    lake: LakeResource,
-    warehouse: WarehouseResource,
-    catalog: CatalogResource,
-) -> dg.MaterializeResult:
-    """The data catalog: one entry per dataset with its description, owner, layer, location and
-    format, partitioning, columns (type and meaning), schema version, rows, size, partitions
-    present, last update, freshness and latest quality results. Published as the `data_catalog`
-    and `data_catalog_columns` tables, an HTML page and a JSON document in the lake's catalog/
-    folder, and a DuckDB file of views over the lake for analysts."""
-    store, wh, now = lake.lake(), warehouse.warehouse(), datetime.now(UTC)
-    history = SchemaHistory.from_json(read_lake_bytes(store, SCHEMA_HISTORY))
-    entries, new_versions = build_catalog(
-        context.instance,
-        code_location_graph(context),
-        store,
-        history,
-        warehouse_url=wh.display_url,
-        now=now,
-    )
-    write_lake_bytes(store, SCHEMA_HISTORY, history.to_json().encode())
-    page = write_lake_bytes(store, HTML_PAGE, render_catalog_page(entries, now).encode())
-    document = write_lake_bytes(store, JSON_DOCUMENT, catalog_document(entries, now))
-    tables = [
-        (CATALOG_TABLE, catalog_rows(entries, now)),
-        (CATALOG_COLUMNS_TABLE, column_rows(entries, now)),
-    ]
-    analytics = refresh_analytics_db(
-        catalog.analytics_db_path,
-        store,
-        {e.name: e.lake_prefix for e in entries if e.lake_prefix},
-        tables,
-    )
-    for spec, rows in tables:
-        wh.replace_window(spec, rows, *ALL_TIME)
-    context.log.info(f"catalog of {len(entries)} datasets published to {wh.display_url}")
-    return dg.MaterializeResult(
+def catalog_definitions(describe: Callable[[], dg.Definitions]) -> dg.Definitions:
+    """The catalog asset, its job and hourly schedule. `describe` returns the code location's
+    whole Definitions (the catalog included) when the catalog runs."""
+
+    @dg.asset(
+        name=CATALOG,
+        group_name="catalog",
+        kinds={"html", "json", "duckdb"},
+        owners=OWNERS,
+        tags={"domain": "iot", "tier": "gold", "pii": "none", "layer": "catalog"},
         metadata={
-            "dagster/row_count": len(entries),
-            "dagster/uri": store.uri(HTML_PAGE),
-            "catalog_page": _link(store, HTML_PAGE),
-            "json_document": _link(store, JSON_DOCUMENT),
-            "analytics_db": dg.MetadataValue.path(analytics.path),
-            "analytics_views": dg.MetadataValue.json(list(analytics.views)),
-            "datasets_without_view": dg.MetadataValue.json(analytics.skipped),
-            "new_schema_versions": dg.MetadataValue.json(
-                {v.dataset: v.version for v in new_versions}
-            ),
-            "bytes": page.size + document.size,
-            "warehouse": wh.display_url,
+            "dagster/column_schema": table_schema(CATALOG_COLUMNS),
+            "dagster/table_name": CATALOG_TABLE_NAME,
         },
-        check_results=[_breaking_check(new_versions)],
+        check_specs=[
+            dg.AssetCheckSpec(
+                BREAKING_CHECK,
+                asset=CATALOG,
+                description="Warns when a dataset lost a column or a column changed type.",
+            )
+        ],
     )
+    def data_catalog(
+        context: dg.AssetExecutionContext,
+        lake: LakeResource,
+        warehouse: WarehouseResource,
+        catalog: CatalogResource,
+    ) -> dg.MaterializeResult:
+        """The data catalog: one entry per dataset with its description, owner, layer, location and
+        format, partitioning, columns (type and meaning), schema version, rows, size, partitions
+        present, last update, freshness and latest quality results. Published as the `data_catalog`
+        and `data_catalog_columns` tables, an HTML page and a JSON document in the lake's catalog/
+        folder, and a DuckDB file of views over the lake for analysts."""
+        from sensor_platform.catalog.analytics_db import refresh_analytics_db
+        from sensor_platform.catalog.html_page import render_catalog_page
+        from sensor_platform.catalog.lake_inspection import read_lake_bytes, write_lake_bytes
+        from sensor_platform.catalog.publishing import (
+            ALL_TIME,
+            CATALOG_COLUMNS_TABLE,
+            CATALOG_TABLE,
+            HTML_PAGE,
+            JSON_DOCUMENT,
+            SCHEMA_HISTORY,
+            catalog_document,
+            catalog_rows,
+            column_rows,
+        )
+        from sensor_platform.catalog.schema_versions import SchemaHistory
 
+        store, wh, now = lake.lake(), warehouse.warehouse(), datetime.now(UTC)
+        history = SchemaHistory.from_json(read_lake_bytes(store, SCHEMA_HISTORY))
+        entries, new_versions = build_catalog(
+            context.instance,
+            describe(),
+            store,
+            history,
+            warehouse_url=wh.display_url,
+            now=now,
+        )
+        write_lake_bytes(store, SCHEMA_HISTORY, history.to_json().encode())
+        page = write_lake_bytes(store, HTML_PAGE, render_catalog_page(entries, now).encode())
+        document = write_lake_bytes(store, JSON_DOCUMENT, catalog_document(entries, now))
+        tables = [
+            (CATALOG_TABLE, catalog_rows(entries, now)),
+            (CATALOG_COLUMNS_TABLE, column_rows(entries, now)),
+        ]
+        analytics = refresh_analytics_db(
+            catalog.analytics_db_path,
+            store,
+            {e.name: e.lake_prefix for e in entries if e.lake_prefix},
+            tables,
+        )
+        for spec, rows in tables:
+            wh.replace_window(spec, rows, *ALL_TIME)
+        context.log.info(f"catalog of {len(entries)} datasets published to {wh.display_url}")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": len(entries),
+                "dagster/uri": store.uri(HTML_PAGE),
+                "catalog_page": _link(store, HTML_PAGE),
+                "json_document": _link(store, JSON_DOCUMENT),
+                "analytics_db": dg.MetadataValue.path(analytics.path),
+                "analytics_views": dg.MetadataValue.json(list(analytics.views)),
+                "datasets_without_view": dg.MetadataValue.json(analytics.skipped),
+                "new_schema_versions": dg.MetadataValue.json(
+                    {v.dataset: v.version for v in new_versions}
+                ),
+                "bytes": page.size + document.size,
+                "warehouse": wh.display_url,
+            },
+            check_results=[_breaking_check(new_versions)],
+        )
 
-catalog_job = dg.define_asset_job("catalog_job", selection=[data_catalog])
-catalog_schedule = dg.ScheduleDefinition(
-    name="refresh_data_catalog",
-    job=catalog_job,
-    cron_schedule="20 * * * *",  # after the hour's raw partition and minute aggregates land
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-
-
-def catalog_definitions() -> dg.Definitions:
-    """The catalog asset, its job and schedule and the `catalog` resource, to merge into the code
-    location's Definitions."""
-    path = settings.analytics_db_path()
-    return dg.Definitions(
-        assets=[data_catalog],
-        jobs=[catalog_job],
-        schedules=[catalog_schedule],
-        resources={"catalog": CatalogResource(analytics_db_path=path)},
+    catalog_job = dg.define_asset_job("catalog_job", selection=[CATALOG])
+    catalog_schedule = dg.ScheduleDefinition(
+        name="refresh_data_catalog",
+        job=catalog_job,
+        cron_schedule="20 * * * *",  # after the hour's raw partition and minute aggregates land
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
     )
+    return dg.Definitions(assets=[data_catalog], jobs=[catalog_job], schedules=[catalog_schedule])

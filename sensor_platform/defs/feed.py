@@ -9,14 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from sensor_platform import settings
-from sensor_platform.defs.landing import land_messages
+from sensor_platform.defs.landing import BATCH_ID_TAG, land_messages
 from sensor_platform.defs.resources import FleetResource, LakeResource, PipelineResource
-from sensor_platform.readings.normalize import Message
-from sensor_platform.simulator.generate import simulate
+from sensor_platform.settings import Settings
 
 MAX_WINDOW = timedelta(minutes=15)
 FEED_SOURCE = "simulator"
+FEED_TAGS = {"sensor_platform/feed": "simulator"}
 
 
 class FeedWindow(dg.Config):
@@ -47,6 +46,9 @@ def land_simulated_window(
     pipeline: PipelineResource,
 ) -> None:
     """Generate the simulated fleet's messages received in the window and land them."""
+    from sensor_platform.readings.normalize import Message
+    from sensor_platform.simulator.generate import simulate
+
     start, end = datetime.fromisoformat(config.start), datetime.fromisoformat(config.end)
     if not start < end:
         raise dg.Failure(f"feed window is empty or reversed: {config.start} .. {config.end}")
@@ -64,7 +66,7 @@ def land_simulated_window(
     land_messages(context, lake.lake(), feed_batch_id(start, end), messages, pipeline.limits())
 
 
-@dg.job(tags={"sensor_platform/feed": "simulator"})
+@dg.job(tags=FEED_TAGS)
 def simulated_feed_job():
     land_simulated_window()
 
@@ -79,33 +81,38 @@ def feed_run_request(start: datetime, end: datetime) -> dg.RunRequest:
                 }
             }
         },
-        tags={"sensor_platform/batch_id": feed_batch_id(start, end)},
+        tags={BATCH_ID_TAG: feed_batch_id(start, end)},
     )
 
 
-@dg.sensor(
-    job=simulated_feed_job,
-    minimum_interval_seconds=30,
-    default_status=(
-        dg.DefaultSensorStatus.RUNNING
-        if settings.ingest_source() == "simulator"
-        else dg.DefaultSensorStatus.STOPPED
-    ),
-)
-def simulated_feed_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    """Asks for one landing run per new window of simulated time (≤ 15 minutes each). The cursor
-    holds the end of the last window requested; it starts at the beginning of the current hour."""
-    now = datetime.now(UTC)
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    start = (
-        datetime.fromisoformat(cursor["next"])
-        if "next" in cursor
-        else now.replace(minute=0, second=0, microsecond=0)
+def feed_definitions(settings: Settings) -> dg.Definitions:
+    """The simulated feed's job and sensor (running by default when SENSOR_SOURCE=simulator)."""
+
+    @dg.sensor(
+        job=simulated_feed_job,
+        minimum_interval_seconds=settings.feed_interval_seconds,
+        default_status=(
+            dg.DefaultSensorStatus.RUNNING
+            if settings.source == FEED_SOURCE
+            else dg.DefaultSensorStatus.STOPPED
+        ),
     )
-    windows = feed_windows(start, now)
-    if not windows:
-        return dg.SensorResult(skip_reason="no complete minute since the last window")
-    return dg.SensorResult(
-        run_requests=[feed_run_request(s, e) for s, e in windows],
-        cursor=json.dumps({"next": windows[-1][1].isoformat()}),
-    )
+    def simulated_feed_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        """Asks for one landing run per new window of simulated time (≤ 15 minutes each). The
+        cursor holds the end of the last window requested; it starts at the current hour."""
+        now = datetime.now(UTC)
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        start = (
+            datetime.fromisoformat(cursor["next"])
+            if "next" in cursor
+            else now.replace(minute=0, second=0, microsecond=0)
+        )
+        windows = feed_windows(start, now)
+        if not windows:
+            return dg.SensorResult(skip_reason="no complete minute since the last window")
+        return dg.SensorResult(
+            run_requests=[feed_run_request(s, e) for s, e in windows],
+            cursor=json.dumps({"next": windows[-1][1].isoformat()}),
+        )
+
+    return dg.Definitions(jobs=[simulated_feed_job], sensors=[simulated_feed_sensor])

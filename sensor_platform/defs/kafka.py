@@ -15,27 +15,22 @@ pending: never an offset that no run has made durable.
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
-from kafka.errors import KafkaError
 
-from sensor_platform import settings
-from sensor_platform.defs.landing import land_messages
+from sensor_platform.defs.landing import BATCH_ID_TAG, land_messages
+from sensor_platform.defs.metadata import OWNERS
 from sensor_platform.defs.resources import KafkaResource, LakeResource, PipelineResource
-from sensor_platform.kafka.client import (
-    BrokerUnavailable,
-    KafkaRangeError,
-    commit_offsets,
-    list_partitions,
-    partition_states,
-    read_messages,
-)
-from sensor_platform.kafka.offsets import Gap, OffsetGapError, OffsetRange, cursor_key, plan_ranges
-from sensor_platform.kafka.settings import KafkaSettings
+from sensor_platform.kafka.offsets import Gap, OffsetRange, cursor_key
 from sensor_platform.lake.layout import check_batch_id
+from sensor_platform.settings import Settings
+
+if TYPE_CHECKING:
+    from sensor_platform.kafka.settings import KafkaSettings
 
 KAFKA_TOPICS = dg.AssetKey("kafka_topics")
-BATCH_ID_TAG = "sensor_platform/batch_id"
+KAFKA_TAGS = {"sensor_platform/feed": "kafka"}
 MAX_GAPS_KEPT = 50
 # A run can succeed while a tick is being evaluated: look back past the previous check so that
 # no such run is missed (finding a landed range twice is harmless).
@@ -68,7 +63,7 @@ def batch_id(rng: OffsetRange, epoch: int) -> str:
     return rng.batch_id if epoch == 0 else check_batch_id(f"{rng.batch_id}-e{epoch}")
 
 
-@dg.op(out=dg.Out(dg.Nothing), tags={"sensor_platform/feed": "kafka"})
+@dg.op(out=dg.Out(dg.Nothing), tags=KAFKA_TAGS)
 def land_kafka_range(
     context: dg.OpExecutionContext,
     config: KafkaRange,
@@ -78,6 +73,8 @@ def land_kafka_range(
 ) -> None:
     """Read exactly [start, end) of one topic-partition, normalize it and land it under a batch id
     named by the range; malformed messages go to quarantine with their topic/partition/offset."""
+    from sensor_platform.kafka.client import BrokerUnavailable, KafkaRangeError, read_messages
+
     rng = OffsetRange(config.topic, config.partition, config.start, config.end)
     try:
         messages = read_messages(kafka.settings(), rng)
@@ -94,7 +91,7 @@ def land_kafka_range(
     land_messages(context, lake.lake(), batch_id(rng, config.epoch), messages, pipeline.limits())
 
 
-@dg.job(tags={"sensor_platform/feed": "kafka"})
+@dg.job(tags=KAFKA_TAGS)
 def kafka_ingest_job():
     land_kafka_range()
 
@@ -105,6 +102,7 @@ kafka_topics = dg.AssetSpec(
     "consumer lag (offsets not yet landed in the lake) of every topic-partition.",
     group_name="raw",
     kinds={"kafka"},
+    owners=OWNERS,
     tags={"domain": "iot", "tier": "source", "pii": "none"},
 )
 
@@ -198,24 +196,40 @@ def run_request(rng: OffsetRange, epoch: int) -> dg.RunRequest:
     )
 
 
-@dg.sensor(
-    job=kafka_ingest_job,
-    minimum_interval_seconds=settings.kafka_poll_interval_seconds(),
-    default_status=(
-        dg.DefaultSensorStatus.RUNNING
-        if settings.ingest_source() == "kafka"
-        else dg.DefaultSensorStatus.STOPPED
-    ),
-)
-def kafka_ingest_sensor(
-    context: dg.SensorEvaluationContext, kafka: KafkaResource
-) -> dg.SensorResult:
-    """Plans the new offset ranges of every matching topic-partition, one run per bounded chunk,
-    reports the consumer lag, and commits the landed offsets to the consumer group (if set).
+class KafkaDataLost(Exception):
+    """The broker no longer holds offsets the cursor expects, and the policy is to stop."""
 
-    Broker down: the tick says so and the cursor stays put. Broker lost or truncated data: the tick
-    says so and follows `on_gap`: fail (the tick fails, nothing moves), or resume from the
-    earliest/latest offset, recording the gap in the cursor and on the kafka_topics asset."""
+
+def _commit_durable(
+    context: dg.SensorEvaluationContext,
+    kafka_settings: "KafkaSettings",
+    cursor: IngestCursor,
+    keys: list[str],
+) -> None:
+    """Commit the durable offset of each partition in `keys` to the consumer group when it
+    changed; a failure is logged and retried at the next tick, nothing else depends on it."""
+    changed = {
+        key: cursor.durable(key) for key in keys if cursor.committed.get(key) != cursor.durable(key)
+    }
+    if not changed:
+        return
+    from kafka.errors import KafkaError
+
+    from sensor_platform.kafka.client import BrokerUnavailable, commit_offsets
+
+    try:
+        commit_offsets(kafka_settings, {split_key(key): off for key, off in changed.items()})
+    except (BrokerUnavailable, KafkaError) as exc:
+        context.log.warning(f"could not commit offsets to the consumer group, will retry: {exc}")
+        return
+    cursor.committed.update(changed)
+
+
+def ingest_tick(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult:
+    """One tick of the Kafka ingestion sensor (see kafka_ingest_sensor)."""
+    from sensor_platform.kafka.client import BrokerUnavailable, list_partitions, partition_states
+    from sensor_platform.kafka.offsets import OffsetGapError, plan_ranges
+
     cursor = IngestCursor.parse(context.cursor)
     kafka_settings = kafka.settings()
     try:
@@ -272,26 +286,30 @@ def kafka_ingest_sensor(
     )
 
 
-class KafkaDataLost(Exception):
-    """The broker no longer holds offsets the cursor expects, and the policy is to stop."""
+def kafka_definitions(settings: Settings) -> dg.Definitions:
+    """The Kafka ingestion job, its sensor (running by default when SENSOR_SOURCE=kafka) and the
+    kafka_topics asset it observes."""
 
+    @dg.sensor(
+        job=kafka_ingest_job,
+        minimum_interval_seconds=settings.kafka_poll_interval_seconds,
+        default_status=(
+            dg.DefaultSensorStatus.RUNNING
+            if settings.source == "kafka"
+            else dg.DefaultSensorStatus.STOPPED
+        ),
+    )
+    def kafka_ingest_sensor(
+        context: dg.SensorEvaluationContext, kafka: KafkaResource
+    ) -> dg.SensorResult:
+        """Plans the new offset ranges of every matching topic-partition, one run per bounded
+        chunk, reports the consumer lag, and commits the landed offsets to the consumer group.
 
-def _commit_durable(
-    context: dg.SensorEvaluationContext,
-    kafka_settings: KafkaSettings,
-    cursor: IngestCursor,
-    keys: list[str],
-) -> None:
-    """Commit the durable offset of each partition in `keys` to the consumer group when it
-    changed; a failure is logged and retried at the next tick, nothing else depends on it."""
-    changed = {
-        key: cursor.durable(key) for key in keys if cursor.committed.get(key) != cursor.durable(key)
-    }
-    if not changed:
-        return
-    try:
-        commit_offsets(kafka_settings, {split_key(key): off for key, off in changed.items()})
-    except (BrokerUnavailable, KafkaError) as exc:
-        context.log.warning(f"could not commit offsets to the consumer group, will retry: {exc}")
-        return
-    cursor.committed.update(changed)
+        Broker down: the tick says so and the cursor stays put. Broker lost or truncated data: the
+        tick says so and follows `on_gap`: fail (the tick fails, nothing moves), or resume from the
+        earliest/latest offset, recording the gap in the cursor and on the kafka_topics asset."""
+        return ingest_tick(context, kafka)
+
+    return dg.Definitions(
+        assets=[kafka_topics], jobs=[kafka_ingest_job], sensors=[kafka_ingest_sensor]
+    )

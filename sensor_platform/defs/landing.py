@@ -1,29 +1,35 @@
 """The landing step shared by every feed: normalize messages, land them, report what happened."""
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pyarrow.compute as pc
 
-from sensor_platform.defs.metadata import table_schema
-from sensor_platform.defs.partitions import hour_key
-from sensor_platform.lake import layout
-from sensor_platform.lake.landing import LandingReport, land_batch
-from sensor_platform.lake.store import Lake
-from sensor_platform.readings.normalize import Message, NormalizeLimits, normalize_messages
-from sensor_platform.readings.schema import QUARANTINE_COLUMNS
+from sensor_platform.datasets import PARTITION_KEY_FORMAT, Dataset
+from sensor_platform.defs.metadata import OWNERS, dataset_metadata, dataset_tags
+
+if TYPE_CHECKING:
+    from sensor_platform.lake.landing import LandingReport
+    from sensor_platform.lake.store import Lake
+    from sensor_platform.readings.normalize import Message, NormalizeLimits
 
 QUARANTINE_ASSET = dg.AssetKey("quarantined_messages")
+BATCH_ID_TAG = "sensor_platform/batch_id"
 
 
 def land_messages(
     context: dg.OpExecutionContext,
-    lake: Lake,
+    lake: "Lake",
     batch_id: str,
-    messages: Iterable[Message],
-    limits: NormalizeLimits,
-) -> LandingReport:
+    messages: Iterable["Message"],
+    limits: "NormalizeLimits",
+) -> "LandingReport":
     """Normalize and land one batch; log its figures and a quarantine materialization."""
+    import pyarrow.compute as pc
+
+    from sensor_platform.lake.landing import land_batch
+    from sensor_platform.readings.normalize import normalize_messages
+
     normalized = normalize_messages(messages, batch_id=batch_id, limits=limits)
     report = land_batch(lake, batch_id, normalized.readings, normalized.quarantine)
     reasons = {
@@ -36,7 +42,9 @@ def land_messages(
             "messages": normalized.messages,
             "readings": report.readings,
             "quarantined": report.quarantined,
-            "hours": dg.MetadataValue.json({hour_key(h): n for h, n in report.hours.items()}),
+            "hours": dg.MetadataValue.json(
+                {h.strftime(PARTITION_KEY_FORMAT["hourly"]): n for h, n in report.hours.items()}
+            ),
             "bytes_written": report.bytes_written,
         }
     )
@@ -56,20 +64,14 @@ def land_messages(
     return report
 
 
-quarantined_messages = dg.AssetSpec(
-    QUARANTINE_ASSET,
-    description=(
-        "Messages that could not become readings (not JSON, no device id, bad timestamp, "
-        "non-finite value, oversized, ...), kept with their raw bytes, source and a reason code "
-        "in quarantine/date=YYYY-MM-DD/<batch_id>.parquet."
-    ),
-    group_name="raw",
-    kinds={"parquet"},
-    owners=["team:data-platform"],
-    tags={"domain": "iot", "tier": "bronze", "pii": "none"},
-    metadata={
-        "dagster/column_schema": table_schema(QUARANTINE_COLUMNS),
-        "dagster/table_name": "quarantined_messages",
-        "partition_path": f"{layout.QUARANTINE}/date=YYYY-MM-DD/<batch_id>.parquet",
-    },
-)
+def quarantine_spec(quarantine: Dataset) -> dg.AssetSpec:
+    """The quarantine: written by every landing run, never materialized on its own."""
+    return dg.AssetSpec(
+        QUARANTINE_ASSET,
+        description=quarantine.description,
+        group_name="raw",
+        kinds={"parquet"},
+        owners=OWNERS,
+        tags=dataset_tags(quarantine),
+        metadata=dataset_metadata(quarantine),
+    )

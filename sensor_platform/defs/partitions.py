@@ -1,28 +1,32 @@
-"""Partitions: hourly and daily, UTC, starting at SENSOR_PARTITIONS_START."""
+"""Partitions: hourly and daily, UTC, starting at the configured first day."""
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from sensor_platform import settings
-
-# end_offset=1: the hour (day) in progress is a partition too, so fresh readings flow at once.
-HOURLY = dg.HourlyPartitionsDefinition(
-    start_date=f"{settings.partitions_start()}-00:00", end_offset=1
-)
-DAILY = dg.DailyPartitionsDefinition(start_date=settings.partitions_start(), end_offset=1)
+from sensor_platform.datasets import Dataset
 
 
-def hours_in(window: dg.TimeWindow) -> list[datetime]:
-    """The UTC hour starts inside a partition time window (one or many partitions)."""
-    start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
-    return [start + timedelta(hours=i) for i in range(int((end - start).total_seconds() // 3600))]
+@dataclass(frozen=True)
+class Partitions:
+    hourly: dg.HourlyPartitionsDefinition
+    daily: dg.DailyPartitionsDefinition
+
+    @classmethod
+    def starting(cls, first_day: str) -> "Partitions":
+        # end_offset=1: the hour (day) in progress is a partition too, so fresh readings flow.
+        return cls(
+            hourly=dg.HourlyPartitionsDefinition(start_date=f"{first_day}-00:00", end_offset=1),
+            daily=dg.DailyPartitionsDefinition(start_date=first_day, end_offset=1),
+        )
+
+    def of(self, dataset: Dataset) -> dg.TimeWindowPartitionsDefinition:
+        if dataset.partitioning is None:
+            raise ValueError(f"{dataset.name} is not partitioned by time")
+        return self.hourly if dataset.partitioning == "hourly" else self.daily
 
 
-def days_in(window: dg.TimeWindow) -> list[datetime]:
-    start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
-    return [start + timedelta(days=i) for i in range(int((end - start).total_seconds() // 86400))]
-
-
-def hour_key(hour: datetime) -> str:
-    return hour.astimezone(UTC).strftime("%Y-%m-%d-%H:%M")
+def partition_starts(dataset: Dataset, window: dg.TimeWindow) -> list[datetime]:
+    """The UTC starts of `dataset`'s partitions inside a partition time window (one or many)."""
+    return dataset.partitions_in(window.start.astimezone(UTC), window.end.astimezone(UTC))

@@ -1,39 +1,32 @@
-"""Data-quality checks: Great Expectations 1.x suites turned into Dagster asset checks.
+"""Data-quality checks: the Great Expectations suites of each registry dataset as Dagster checks.
 
-`gx_asset_checks` is the reusable part: it turns the suites of one asset into a multi-asset check
-(one Dagster check per suite / quality dimension) that validates every partition the run
-materialized, in an ephemeral GX context, and reports per expectation: success, observed value,
-unexpected count and percent, and a bounded sample of unexpected rows. Every result is also
-appended to the `data_quality_results` warehouse table, and the run's Data Docs are published
-into the lake and linked from the check. Great Expectations is imported only when a check runs.
+`quality_checks` turns the suites of one dataset into a multi-asset check (one Dagster check per
+quality dimension) that validates every partition the run materialized, in an ephemeral GX
+context, and reports per expectation: success, observed value, unexpected count and percent, and
+a bounded sample of unexpected rows. Every result is also appended to the `data_quality_results`
+warehouse table, and the run's Data Docs are published into the lake and linked from the check.
+Great Expectations is imported only when a check runs.
 """
 
 import warnings
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from sensor_platform import settings
-from sensor_platform.defs.aggregates import (
-    sensor_readings_daily,
-    sensor_readings_hourly,
-    sensor_readings_minute,
+from sensor_platform.datasets import Dataset, Registry
+from sensor_platform.defs.partitions import partition_starts
+from sensor_platform.defs.resources import (
+    FleetResource,
+    LakeResource,
+    QualityResource,
+    WarehouseResource,
 )
-from sensor_platform.defs.partitions import HOURLY, days_in, hours_in
-from sensor_platform.defs.raw import raw_sensor_readings
-from sensor_platform.defs.resources import FleetResource, LakeResource, WarehouseResource
-from sensor_platform.lake.store import Lake
-from sensor_platform.quality.frames import Registry
-from sensor_platform.quality.gx_validate import SEVERITY_RANK
-from sensor_platform.quality.partition_checks import AssetQualityReport, check_partitions
-from sensor_platform.quality.results import (
-    RESULTS_TABLE,
-    CheckSummary,
-    MergedExpectation,
-    results_table,
-)
-from sensor_platform.quality.rules import QualityRules, load_rules
-from sensor_platform.quality.suites import SUITES, SuiteDefinition
+from sensor_platform.quality.suites import SuiteDefinition, suites_for
+
+if TYPE_CHECKING:
+    from sensor_platform.quality.partition_checks import AssetQualityReport
+    from sensor_platform.quality.results import CheckSummary, MergedExpectation
 
 MAX_LISTED_PARTITIONS = 50
 EXPECTATION_COLUMNS = dg.TableSchema(
@@ -51,55 +44,16 @@ EXPECTATION_COLUMNS = dg.TableSchema(
 )
 
 
-class QualityResource(dg.ConfigurableResource):
-    """Great Expectations over an ephemeral context (nothing on disk but the published Data
-    Docs): the rules file (thresholds, ranges, severities) and whether to build Data Docs."""
-
-    rules_file: str | None = None
-    build_docs: bool = True
-
-    def rules(self) -> QualityRules:
-        return load_rules(self.rules_file)
-
-    def check_partitions(
-        self,
-        lake: Lake,
-        asset: str,
-        windows: list[datetime],
-        *,
-        suites: list[SuiteDefinition],
-        registry: Registry,
-        run_id: str,
-    ) -> AssetQualityReport:
-        return check_partitions(
-            lake,
-            asset,
-            windows,
-            rules=self.rules(),
-            registry=registry,
-            now=datetime.now(UTC),
-            run_name=run_id[:8],
-            build_docs=self.build_docs,
-            suites=suites,
-        )
-
-
-def build_quality_resource() -> QualityResource:
-    return QualityResource(rules_file=settings.quality_rules_file())
-
-
-def gx_asset_checks(
-    asset: dg.AssetsDefinition, suites: list[SuiteDefinition], *, blocking: bool
-) -> dg.AssetChecksDefinition:
-    """One Dagster asset check per suite of `asset`, run together over the partitions the run
-    materialized. With `blocking`, a failure of ERROR severity stops the assets downstream in the
-    same run; WARN failures never block."""
-    asset_name = asset.key.to_user_string()
-    partitions_in = hours_in if asset.partitions_def == HOURLY else days_in
+def quality_checks(datasets: Registry, dataset: Dataset) -> dg.AssetChecksDefinition:
+    """One Dagster check per quality dimension of `dataset`, run together over the partitions the
+    run materialized. Checks on raw readings are blocking: an ERROR stops the assets downstream
+    in the same run; WARN failures never block."""
+    suites = suites_for(dataset, datasets)
+    blocking = not dataset.is_aggregate
     specs = [
         dg.AssetCheckSpec(
             suite.dimension,
-            asset=asset,
+            asset=dataset.name,
             blocking=blocking,
             description=f"{suite.dimension.capitalize()}: {suite.description}",
             metadata={"quality_dimension": suite.dimension, "gx_suite": suite.name},
@@ -109,8 +63,8 @@ def gx_asset_checks(
 
     @dg.multi_asset_check(
         specs=specs,
-        name=f"{asset_name}_quality",
-        description=f"Great Expectations suites of {asset_name}, one check per quality dimension.",
+        name=f"{dataset.name}_quality",
+        description=f"Great Expectations suites of {dataset.name}, one check per quality dimension.",
     )
     def _quality_checks(
         context: dg.AssetCheckExecutionContext,
@@ -119,34 +73,31 @@ def gx_asset_checks(
         fleet: FleetResource,
         quality: QualityResource,
     ):
-        store, registry = lake.lake(), _registry(fleet)
-        windows = partitions_in(context.partition_time_window)
         report = quality.check_partitions(
-            store, asset_name, windows, suites=suites, registry=registry, run_id=context.run.run_id
+            lake.lake(),
+            datasets,
+            dataset,
+            partition_starts(dataset, context.partition_time_window),
+            fleet=fleet.registry(),
+            run_id=context.run.run_id,
+            now=datetime.now(UTC),
         )
         history = _record_history(context, warehouse, report)
         for suite in suites:
-            summary = report.summaries[suite.dimension]
-            yield _check_result(asset, suite, summary, report, history)
+            yield _check_result(dataset, suite, report.summaries[suite.dimension], report, history)
 
     return _quality_checks
-
-
-def _registry(fleet: FleetResource) -> Registry:
-    devices = fleet.fleet().devices
-    return Registry(
-        cadences={d.device_id: d.cadence_seconds for d in devices},
-        sites=frozenset(d.site_id for d in devices),
-    )
 
 
 def _record_history(
     context: dg.AssetCheckExecutionContext,
     warehouse: WarehouseResource,
-    report: AssetQualityReport,
+    report: "AssetQualityReport",
 ) -> str:
     """Append the results to the history table. A warehouse outage must not hide the verdict
     itself, so a failure here is logged and reported in the check metadata instead of raised."""
+    from sensor_platform.quality.results import RESULTS_TABLE, results_table
+
     rows = results_table(report.outcomes, run_id=context.run.run_id, checked_at=datetime.now(UTC))
     try:
         wh = warehouse.warehouse()
@@ -158,12 +109,14 @@ def _record_history(
 
 
 def _check_result(
-    asset: dg.AssetsDefinition,
+    dataset: Dataset,
     suite: SuiteDefinition,
-    summary: CheckSummary,
-    report: AssetQualityReport,
+    summary: "CheckSummary",
+    report: "AssetQualityReport",
     history: str,
 ) -> dg.AssetCheckResult:
+    from sensor_platform.quality.gx_validate import SEVERITY_RANK
+
     failed = summary.failed
     failures = [e.report(MAX_LISTED_PARTITIONS) for e in failed]
     page = (
@@ -195,7 +148,7 @@ def _check_result(
         (e.severity for e in summary.expectations), key=SEVERITY_RANK.get, default="warn"
     )
     return dg.AssetCheckResult(
-        asset_key=asset.key,
+        asset_key=dataset.name,
         check_name=suite.dimension,
         passed=summary.success,
         severity=dg.AssetCheckSeverity.ERROR if severity == "error" else dg.AssetCheckSeverity.WARN,
@@ -204,7 +157,7 @@ def _check_result(
     )
 
 
-def _record(e: MergedExpectation) -> dg.TableRecord:
+def _record(e: "MergedExpectation") -> dg.TableRecord:
     observed = e.observed_value
     return dg.TableRecord(
         {
@@ -221,58 +174,23 @@ def _record(e: MergedExpectation) -> dg.TableRecord:
     )
 
 
-raw_quality_checks = gx_asset_checks(
-    raw_sensor_readings, SUITES["raw_sensor_readings"], blocking=True
-)
-minute_quality_checks = gx_asset_checks(
-    sensor_readings_minute, SUITES["sensor_readings_minute"], blocking=False
-)
-hourly_quality_checks = gx_asset_checks(
-    sensor_readings_hourly, SUITES["sensor_readings_hourly"], blocking=False
-)
-daily_quality_checks = gx_asset_checks(
-    sensor_readings_daily, SUITES["sensor_readings_daily"], blocking=False
-)
-QUALITY_CHECKS = [
-    raw_quality_checks,
-    minute_quality_checks,
-    hourly_quality_checks,
-    daily_quality_checks,
-]
+def quality_definitions(datasets: Registry, freshness_hours: float) -> dg.Definitions:
+    """Every quality check and the freshness check and sensor of the raw readings.
 
-
-def freshness_checks(rules: QualityRules) -> list[dg.AssetChecksDefinition]:
-    """Timeliness of the newest readings: raw_sensor_readings updated within freshness_hours.
-    (Dagster now prefers a FreshnessPolicy on the asset itself; this check works without
-    touching the asset and shows in the checks tab next to the suites, so its supersession
-    warning is silenced here on purpose.)"""
+    Freshness: raw_sensor_readings updated within `freshness_hours`. (Dagster now prefers a
+    FreshnessPolicy on the asset itself; this check works without touching the asset and shows
+    in the checks tab next to the suites, so its supersession warning is silenced on purpose.)"""
+    checks = [quality_checks(datasets, d) for d in datasets if d.quality]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.SupersessionWarning)
-        return list(
+        freshness = list(
             dg.build_last_update_freshness_checks(
-                assets=[raw_sensor_readings],
-                lower_bound_delta=timedelta(hours=rules.freshness_hours),
+                assets=[datasets.raw.name], lower_bound_delta=timedelta(hours=freshness_hours)
             )
         )
-
-
-def freshness_sensor(checks: list[dg.AssetChecksDefinition]) -> dg.SensorDefinition:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.SupersessionWarning)
-        return dg.build_sensor_for_freshness_checks(
-            freshness_checks=checks,
+        sensor = dg.build_sensor_for_freshness_checks(
+            freshness_checks=freshness,
             name="raw_freshness_sensor",
             default_status=dg.DefaultSensorStatus.RUNNING,
         )
-
-
-def quality_definitions() -> dg.Definitions:
-    """Every quality check, the freshness sensor and the `quality` resource, to merge into the
-    code location's Definitions."""
-    resource = build_quality_resource()
-    freshness = freshness_checks(resource.rules())
-    return dg.Definitions(
-        asset_checks=[*QUALITY_CHECKS, *freshness],
-        sensors=[freshness_sensor(freshness)],
-        resources={"quality": resource},
-    )
+    return dg.Definitions(asset_checks=[*checks, *freshness], sensors=[sensor])

@@ -1,15 +1,29 @@
-"""Resources: the lake, the warehouse, the fleet registry and pipeline tuning, built in one place."""
+"""Resources: every ConfigurableResource of the code location, built in one place from Settings.
 
-from datetime import timedelta
+Secrets (S3 keys, the warehouse URL, the Kafka password, webhook URLs) are passed as `EnvVar`s,
+so the UI shows the variable's name, never its value. Resource methods import the ground floor
+when they are called: every run imports this module, and most runs need only a few of them.
+"""
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from sensor_platform import settings
-from sensor_platform.kafka.settings import KafkaSettings
-from sensor_platform.lake.store import Lake
-from sensor_platform.readings.normalize import NormalizeLimits
-from sensor_platform.simulator.fleet import Fleet, load_fleet
-from sensor_platform.warehouse.store import Warehouse
+from sensor_platform.settings import CHANNEL_PREFIXES, Settings
+
+if TYPE_CHECKING:
+    from sensor_platform.datasets import Dataset, Registry
+    from sensor_platform.detection.rules import RuleSet
+    from sensor_platform.kafka.settings import KafkaSettings
+    from sensor_platform.lake.store import Lake
+    from sensor_platform.notify.channels import Channel
+    from sensor_platform.notify.delivery import RetryPolicy
+    from sensor_platform.quality.partition_checks import AssetQualityReport
+    from sensor_platform.quality.rules import FleetRegistry, QualityRules
+    from sensor_platform.readings.normalize import NormalizeLimits
+    from sensor_platform.simulator.fleet import Fleet
+    from sensor_platform.warehouse.store import Warehouse
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -22,7 +36,9 @@ class LakeResource(dg.ConfigurableResource):
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
 
-    def lake(self) -> Lake:
+    def lake(self) -> "Lake":
+        from sensor_platform.lake.store import Lake
+
         return Lake(
             self.root,
             s3_endpoint_url=self.s3_endpoint_url,
@@ -38,7 +54,9 @@ class WarehouseResource(dg.ConfigurableResource):
 
     url: str
 
-    def warehouse(self) -> Warehouse:
+    def warehouse(self) -> "Warehouse":
+        from sensor_platform.warehouse.store import Warehouse
+
         return Warehouse(self.url)
 
 
@@ -50,8 +68,20 @@ class FleetResource(dg.ConfigurableResource):
     anomaly_rate: float = 0.1
     late_rate: float = 0.01
 
-    def fleet(self) -> Fleet:
+    def fleet(self) -> "Fleet":
+        from sensor_platform.simulator.fleet import load_fleet
+
         return load_fleet(self.fleet_file)
+
+    def registry(self) -> "FleetRegistry":
+        """What the quality checks need to know of the fleet: cadences and sites."""
+        from sensor_platform.quality.rules import FleetRegistry
+
+        devices = self.fleet().devices
+        return FleetRegistry(
+            cadences={d.device_id: d.cadence_seconds for d in devices},
+            sites=frozenset(d.site_id for d in devices),
+        )
 
 
 class PipelineResource(dg.ConfigurableResource):
@@ -65,7 +95,9 @@ class PipelineResource(dg.ConfigurableResource):
     duckdb_memory_limit: str = "1GB"
     duckdb_threads: int = 2
 
-    def limits(self) -> NormalizeLimits:
+    def limits(self) -> "NormalizeLimits":
+        from sensor_platform.readings.normalize import NormalizeLimits
+
         return NormalizeLimits(
             max_message_bytes=self.max_message_bytes,
             max_id_length=self.max_id_length,
@@ -76,6 +108,11 @@ class PipelineResource(dg.ConfigurableResource):
     @property
     def landing_retention(self) -> timedelta:
         return timedelta(hours=self.landing_retention_hours)
+
+    @property
+    def engine(self) -> dict[str, object]:
+        """DuckDB's memory limit and threads, as the ground floor's keyword arguments."""
+        return {"memory_limit": self.duckdb_memory_limit, "threads": self.duckdb_threads}
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -94,7 +131,9 @@ class KafkaResource(dg.ConfigurableResource):
     consumer_group: str | None = None
     on_gap: str = "fail"  # fail | earliest | latest
 
-    def settings(self) -> KafkaSettings:
+    def settings(self) -> "KafkaSettings":
+        from sensor_platform.kafka.settings import KafkaSettings
+
         security = {
             key: value
             for key, value in {
@@ -117,36 +156,168 @@ class KafkaResource(dg.ConfigurableResource):
         )
 
 
-def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
-    """An EnvVar when the variable is set (the UI then shows its name, never its value)."""
-    return dg.EnvVar(name) if settings.is_set(name) else default
+class QualityResource(dg.ConfigurableResource):
+    """Great Expectations over an ephemeral context (nothing on disk but the published Data
+    Docs): the rules file (thresholds, ranges, severities) and whether to build Data Docs."""
+
+    rules_file: str | None = None
+    build_docs: bool = True
+
+    def rules(self) -> "QualityRules":
+        from sensor_platform.quality.rules import load_rules
+
+        return load_rules(self.rules_file)
+
+    def check_partitions(
+        self,
+        lake: "Lake",
+        datasets: "Registry",
+        dataset: "Dataset",
+        windows: list[datetime],
+        *,
+        fleet: "FleetRegistry",
+        run_id: str,
+        now: datetime,
+    ) -> "AssetQualityReport":
+        from sensor_platform.quality.partition_checks import check_partitions
+
+        return check_partitions(
+            lake,
+            datasets,
+            dataset,
+            windows,
+            rules=self.rules(),
+            fleet=fleet,
+            now=now,
+            run_name=run_id[:8],
+            build_docs=self.build_docs,
+        )
 
 
-def build_resources() -> dict[str, dg.ConfigurableResource]:
+class AnomalyRulesResource(dg.ConfigurableResource):
+    """The detection rules file; unset: the packaged sensor_platform/detection/rules.json."""
+
+    rules_file: str | None = None
+
+    def rules(self) -> "RuleSet":
+        from sensor_platform.detection.rules import load_rules
+
+        return load_rules(self.rules_file)
+
+
+class AlertsResource(dg.ConfigurableResource):
+    """Alert channels (webhook URLs are secrets: give them as EnvVar), routing by minimum
+    severity and sites (empty: all sites), delivery retries, and which news is still worth
+    sending (`max_alert_age_hours`; None: any age)."""
+
+    discord_webhook_url: str | None = None
+    slack_webhook_url: str | None = None
+    webhook_url: str | None = None
+    discord_min_severity: str = "warning"
+    slack_min_severity: str = "warning"
+    webhook_min_severity: str = "warning"
+    discord_sites: list[str] = []
+    slack_sites: list[str] = []
+    webhook_sites: list[str] = []
+    notify_closed: bool = True
+    max_alert_age_hours: float | None = 24.0
+    lookback_hours: int = 24  # hours of episodes read each run to find what is still due
+    attempts: int = 4
+    timeout_seconds: float = 5.0
+    max_retry_after_seconds: float = 60.0
+
+    def channels(self) -> list["Channel"]:
+        from sensor_platform.notify.channels import Channel
+
+        configured = [
+            ("discord", self.discord_webhook_url, self.discord_min_severity, self.discord_sites),
+            ("slack", self.slack_webhook_url, self.slack_min_severity, self.slack_sites),
+            ("webhook", self.webhook_url, self.webhook_min_severity, self.webhook_sites),
+        ]
+        return [
+            Channel(kind, kind, url, min_severity, frozenset(sites))
+            for kind, url, min_severity, sites in configured
+            if url
+        ]
+
+    def policy(self) -> "RetryPolicy":
+        from sensor_platform.notify.delivery import RetryPolicy
+
+        return RetryPolicy(
+            attempts=self.attempts,
+            timeout_s=self.timeout_seconds,
+            max_retry_after_s=self.max_retry_after_seconds,
+        )
+
+    @property
+    def max_age(self) -> timedelta | None:
+        return (
+            None if self.max_alert_age_hours is None else timedelta(hours=self.max_alert_age_hours)
+        )
+
+
+class CatalogResource(dg.ConfigurableResource):
+    """Where the analysts' DuckDB views file is written (a local path, rebuilt and renamed)."""
+
+    analytics_db_path: str
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """Every resource of the code location, from the settings."""
+
+    def secret(name: str, default: str | None = None) -> str | dg.EnvVar | None:
+        return dg.EnvVar(name) if name in settings.secrets_set else default
+
+    channels = {
+        field: value
+        for kind, prefix in CHANNEL_PREFIXES.items()
+        for field, value in {
+            "webhook_url" if kind == "webhook" else f"{kind}_webhook_url": secret(f"{prefix}_URL"),
+            f"{kind}_min_severity": settings.channels[kind].min_severity,
+            f"{kind}_sites": list(settings.channels[kind].sites),
+        }.items()
+    }
     return {
         "lake": LakeResource(
-            root=settings.lake_root(),
-            s3_endpoint_url=_env_or("SENSOR_S3_ENDPOINT_URL", None),
-            s3_region=_env_or("AWS_REGION", None),
-            s3_access_key=_env_or("AWS_ACCESS_KEY_ID", None),
-            s3_secret_key=_env_or("AWS_SECRET_ACCESS_KEY", None),
+            root=settings.lake_root,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
+            s3_access_key=secret("AWS_ACCESS_KEY_ID"),
+            s3_secret_key=secret("AWS_SECRET_ACCESS_KEY"),
         ),
         "warehouse": WarehouseResource(
-            url=_env_or("SENSOR_WAREHOUSE_URL", settings.default_warehouse_url())
+            url=secret("SENSOR_WAREHOUSE_URL", settings.default_warehouse_url)
         ),
-        "fleet": FleetResource(fleet_file=_env_or("SENSOR_FLEET_FILE", None)),
-        "pipeline": PipelineResource(),
+        "fleet": FleetResource(
+            fleet_file=settings.fleet_file,
+            seed=settings.simulator_seed,
+            anomaly_rate=settings.simulator_anomaly_rate,
+            late_rate=settings.simulator_late_rate,
+        ),
+        "pipeline": PipelineResource(
+            max_message_bytes=settings.max_message_bytes,
+            max_id_length=settings.max_id_length,
+            future_tolerance_minutes=settings.future_tolerance_minutes,
+            past_horizon_days=settings.past_horizon_days,
+            landing_retention_hours=settings.landing_retention_hours,
+            duckdb_memory_limit=settings.duckdb_memory_limit,
+            duckdb_threads=settings.duckdb_threads,
+        ),
         "kafka": KafkaResource(
-            bootstrap_servers=settings.kafka_bootstrap_servers(),
-            topics=settings.kafka_topics(),
-            topic_pattern=settings.optional("SENSOR_KAFKA_TOPIC_PATTERN"),
-            security_protocol=settings.optional("SENSOR_KAFKA_SECURITY_PROTOCOL"),
-            sasl_mechanism=settings.optional("SENSOR_KAFKA_SASL_MECHANISM"),
-            sasl_username=settings.optional("SENSOR_KAFKA_SASL_USERNAME"),
-            sasl_password=_env_or("SENSOR_KAFKA_SASL_PASSWORD", None),
-            ssl_cafile=settings.optional("SENSOR_KAFKA_SSL_CAFILE"),
-            max_records_per_run=settings.kafka_max_records_per_run(),
-            consumer_group=settings.optional("SENSOR_KAFKA_CONSUMER_GROUP"),
-            on_gap=settings.kafka_on_gap(),
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            topics=list(settings.kafka_topics),
+            topic_pattern=settings.kafka_topic_pattern,
+            security_protocol=settings.kafka_security_protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_username=settings.kafka_sasl_username,
+            sasl_password=secret("SENSOR_KAFKA_SASL_PASSWORD"),
+            ssl_cafile=settings.kafka_ssl_cafile,
+            max_records_per_run=settings.kafka_max_records_per_run,
+            consumer_group=settings.kafka_consumer_group,
+            on_gap=settings.kafka_on_gap,
         ),
+        "quality": QualityResource(rules_file=settings.quality_rules_file),
+        "anomaly_rules": AnomalyRulesResource(rules_file=settings.anomaly_rules_file),
+        "alerts": AlertsResource(**channels, max_alert_age_hours=settings.alert_max_age_hours),
+        "catalog": CatalogResource(analytics_db_path=settings.analytics_db),
     }

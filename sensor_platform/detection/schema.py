@@ -16,7 +16,6 @@ from sensor_platform.lake import layout
 from sensor_platform.readings.schema import UTC_MICROS
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ANOMALIES = "anomalies"  # anomalies/date=YYYY-MM-DD/hour=HH/part-0.parquet; may move to layout.py
 
 EPISODE_COLUMNS: dict[str, tuple[pa.DataType, bool, str]] = {
     # name: (type, nullable, description)
@@ -83,4 +82,4 @@ def episode_id(device_id: str, metric: str | None, rule: str, start_time: dateti
 
 
 def anomalies_partition_file(hour: datetime) -> str:
-    return f"{layout.hour_dir(ANOMALIES, hour)}/{layout.PART_FILE}"
+    return f"{layout.hour_dir(layout.ANOMALIES, hour)}/{layout.PART_FILE}"

@@ -1,13 +1,12 @@
 """Where each dataset lives inside the lake. Paths are built from timestamps and fixed names only.
 
-Layout (relative to the lake root):
+Layout (relative to the lake root; the datasets and their folders are listed in datasets.py):
 
     landing/sensor_readings/date=YYYY-MM-DD/hour=HH/<batch_id>.parquet   batches as they arrive
     quarantine/date=YYYY-MM-DD/<batch_id>.parquet                        rejected messages
     raw/sensor_readings/date=YYYY-MM-DD/hour=HH/part-0.parquet          one hour of readings
-    aggregates/sensor_readings_minute/date=YYYY-MM-DD/hour=HH/part-0.parquet
-    aggregates/sensor_readings_hourly/date=YYYY-MM-DD/part-0.parquet
-    aggregates/sensor_readings_daily/date=YYYY-MM-DD/part-0.parquet
+    aggregates/<level>/date=YYYY-MM-DD[/hour=HH]/part-0.parquet         one partition of a level
+    anomalies/date=YYYY-MM-DD/hour=HH/part-0.parquet                    anomaly episodes
 
 Device and site ids never appear in a path: they are data.
 """
@@ -18,11 +17,7 @@ from datetime import datetime
 LANDING = "landing/sensor_readings"
 QUARANTINE = "quarantine"
 RAW = "raw/sensor_readings"
-AGGREGATES = {
-    "sensor_readings_minute": "aggregates/sensor_readings_minute",
-    "sensor_readings_hourly": "aggregates/sensor_readings_hourly",
-    "sensor_readings_daily": "aggregates/sensor_readings_daily",
-}
+ANOMALIES = "anomalies"
 PART_FILE = "part-0.parquet"
 
 # Batch ids name files, so they are restricted to a safe alphabet; callers build them from
@@ -60,10 +55,3 @@ def landing_file(hour: datetime, batch_id: str) -> str:
 
 def quarantine_file(day: datetime, batch_id: str) -> str:
     return f"{day_dir(QUARANTINE, day)}/{check_batch_id(batch_id)}.parquet"
-
-
-def aggregate_partition_file(dataset: str, window_start: datetime) -> str:
-    prefix = AGGREGATES[dataset]
-    if dataset == "sensor_readings_minute":
-        return f"{hour_dir(prefix, window_start)}/{PART_FILE}"
-    return f"{day_dir(prefix, window_start)}/{PART_FILE}"

@@ -1,4 +1,4 @@
-"""Read one partition of an asset from the lake into the small pandas frames its suites validate.
+"""Read one partition of a dataset from the lake into the small pandas frames its suites validate.
 
 DuckDB does the heavy lifting (derived columns, joins against the level below, group counts) and
 hands pandas only the columns the expectations look at, so validation stays fast on big hours.
@@ -8,34 +8,18 @@ of unexpected rows is read back from the frame by that index.
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from sensor_platform.lake import layout
+from sensor_platform.datasets import Dataset, Registry
 from sensor_platform.lake.store import Lake
+from sensor_platform.quality.rules import FleetRegistry
 from sensor_platform.readings.schema import READING_SCHEMA
 from sensor_platform.rollups.schema import AGGREGATE_SCHEMA
-
-HOUR, DAY = timedelta(hours=1), timedelta(days=1)
-MINUTE_ASSET, HOURLY_ASSET, DAILY_ASSET = layout.AGGREGATES
-
-
-@dataclass(frozen=True)
-class Registry:
-    """What the fleet registry knows: devices with their cadence, and sites."""
-
-    cadences: dict[str, int]  # device_id -> cadence_seconds
-    sites: frozenset[str]
-
-    @property
-    def devices(self) -> frozenset[str]:
-        return frozenset(self.cadences)
-
 
 READINGS_SQL = """
 SELECT device_id, site_id, metric, unit, value, status_code, event_time, ingest_time, source,
@@ -84,7 +68,7 @@ FULL OUTER JOIN finer_counts AS f
 ORDER BY ALL
 """
 
-# Coverage of each device and metric over the part of the hour that has elapsed; registry
+# Coverage of each device and metric over the part of the partition that has elapsed; registry
 # devices with no reading at all appear with metric NULL and coverage 0.
 COVERAGE_SQL = """
 WITH counts AS (
@@ -105,31 +89,48 @@ ORDER BY device_id, metric NULLS FIRST
 """
 
 
-def raw_frames(lake: Lake, hour: datetime) -> dict[str, pd.DataFrame]:
+def partition_frames(
+    lake: Lake,
+    datasets: Registry,
+    dataset: Dataset,
+    start: datetime,
+    fleet: FleetRegistry,
+    now: datetime,
+) -> dict[str, pd.DataFrame]:
+    """The frames the suites of `dataset` validate for its partition starting at `start`."""
+    if not dataset.is_aggregate:
+        return raw_frames(lake, dataset, start)
+    source = datasets.get(dataset.source)
+    if source.is_aggregate:
+        return rollup_frames(lake, dataset, source, start, now)
+    return finest_level_frames(lake, dataset, source, start, fleet, now)
+
+
+def raw_frames(lake: Lake, raw: Dataset, hour: datetime) -> dict[str, pd.DataFrame]:
     """`readings` (one row per reading, with seconds_ahead_of_ingest) and `late_share` (one row)."""
-    path = layout.raw_partition_file(hour)
     with _connection() as con:
-        con.register("raw", _source(lake, [path], READING_SCHEMA))
-        params = {"hour": hour, "hour_end": hour + HOUR}
+        con.register("raw", _source(lake, [raw.partition_file(hour)], READING_SCHEMA))
+        params = {"hour": hour, "hour_end": hour + raw.partition_length}
         return {
             "readings": _frame(con.execute(READINGS_SQL)),
             "late_share": _frame(con.execute(LATE_SHARE_SQL, params)),
         }
 
 
-def minute_frames(
-    lake: Lake, hour: datetime, registry: Registry, now: datetime
+def finest_level_frames(
+    lake: Lake, level: Dataset, raw: Dataset, start: datetime, fleet: FleetRegistry, now: datetime
 ) -> dict[str, pd.DataFrame]:
-    """`minutes` (the aggregates), `coverage` (per device and metric over the hour) and `totals`
-    (the raw row count of the hour next to the total of its minute counts)."""
-    raw_path = layout.raw_partition_file(hour)
-    minute_path = layout.aggregate_partition_file(MINUTE_ASSET, hour)
-    raw_rows = lake.row_count(raw_path) if lake.exists(raw_path) else 0
-    elapsed = max(0.0, min(HOUR, now - hour).total_seconds())
+    """The level computed straight from raw readings: `level` (its rows), `coverage` (per device
+    and metric over the part of the partition that has elapsed) and `totals` (the raw rows of the
+    partition next to the total of the level's reading counts)."""
+    end = start + level.partition_length
+    raw_files = [p for p in raw.files_in(start, end) if lake.exists(p)]
+    raw_rows = sum(lake.row_count(p) for p in raw_files)
+    elapsed = max(0.0, min(end - start, now - start).total_seconds())
     with _connection() as con:
-        con.register("agg", _source(lake, [minute_path], AGGREGATE_SCHEMA))
-        con.register("registry", _registry_table(registry))
-        minutes = _frame(con.execute(LEVEL_SQL))
+        con.register("agg", _source(lake, [level.partition_file(start)]))
+        con.register("registry", _registry_table(fleet))
+        rows = _frame(con.execute(LEVEL_SQL))
         coverage = (
             _frame(con.execute(COVERAGE_SQL, {"elapsed_seconds": elapsed}))
             if elapsed > 0
@@ -137,51 +138,41 @@ def minute_frames(
         )
     totals = pd.DataFrame(
         {
-            "hour_start": [hour],
+            "partition_start": [start],
             "raw_rows": [raw_rows],
-            "minute_total": [int(minutes["reading_count"].sum())],
+            "level_total": [int(rows["reading_count"].sum())],
         }
     )
-    return {"minutes": minutes, "coverage": coverage, "totals": totals}
+    return {"level": rows, "coverage": coverage, "totals": totals}
 
 
-def hourly_frames(lake: Lake, day: datetime) -> dict[str, pd.DataFrame]:
-    """`level`: each hourly aggregate of the day with `finer_count` summed from its minutes."""
-    minute_files = [
-        layout.aggregate_partition_file(MINUTE_ASSET, day + timedelta(hours=h)) for h in range(24)
-    ]
-    return {"level": _level_with_finer(lake, HOURLY_ASSET, day, minute_files, HOUR)}
-
-
-def daily_frames(lake: Lake, day: datetime, now: datetime) -> dict[str, pd.DataFrame]:
-    """`level`: the day's aggregates with `finer_count` summed from its hours, and
-    `hour_presence`: every hour of the day that has ended, `missing_hour` set when
-    sensor_readings_hourly holds no row for it."""
-    hourly_file = layout.aggregate_partition_file(HOURLY_ASSET, day)
-    level = _level_with_finer(lake, DAILY_ASSET, day, [hourly_file], DAY)
+def rollup_frames(
+    lake: Lake, level: Dataset, source: Dataset, start: datetime, now: datetime
+) -> dict[str, pd.DataFrame]:
+    """A level merged from another: `level` (each row with `finer_count` summed from the level
+    below) and `presence` (every window of the level below that has ended inside the partition,
+    `missing_window` set when the level below holds no row for it)."""
+    end = start + level.partition_length
+    finer_files = source.files_in(start, end)
     with _connection() as con:
-        con.register("hourly", _source(lake, [hourly_file], AGGREGATE_SCHEMA))
+        con.register("agg", _source(lake, [level.partition_file(start)]))
+        con.register("finer", _source(lake, finer_files))
+        rows = _frame(con.execute(LEVEL_WITH_FINER_SQL, {"width": level.window}))
         present = {
-            ts for (ts,) in con.execute("SELECT DISTINCT window_start FROM hourly").fetchall()
+            ts for (ts,) in con.execute("SELECT DISTINCT window_start FROM finer").fetchall()
         }
-    hours = [day + timedelta(hours=h) for h in range(24) if day + timedelta(hours=h + 1) <= now]
+    ended, window = [], start
+    while window < end and window + source.window <= now:
+        ended.append(window)
+        window += source.window
     presence = pd.DataFrame(
         {
-            "hour_start": [h.isoformat() for h in hours],
-            "missing_hour": [None if h in present else h.isoformat() for h in hours],
+            "window_start": [w.isoformat() for w in ended],
+            "missing_window": [None if w in present else w.isoformat() for w in ended],
         },
         dtype="object",
     )
-    return {"level": level, "hour_presence": presence}
-
-
-def _level_with_finer(
-    lake: Lake, asset: str, window: datetime, finer_files: list[str], width: timedelta
-) -> pd.DataFrame:
-    with _connection() as con:
-        con.register("agg", _source(lake, [layout.aggregate_partition_file(asset, window)]))
-        con.register("finer", _source(lake, finer_files))
-        return _frame(con.execute(LEVEL_WITH_FINER_SQL, {"width": width}))
+    return {"level": rows, "presence": presence}
 
 
 def _source(
@@ -192,11 +183,11 @@ def _source(
     return lake.dataset(existing, schema) if existing else schema.empty_table()
 
 
-def _registry_table(registry: Registry) -> pa.Table:
+def _registry_table(fleet: FleetRegistry) -> pa.Table:
     return pa.table(
         {
-            "device_id": pa.array(list(registry.cadences), pa.string()),
-            "cadence_seconds": pa.array(list(registry.cadences.values()), pa.float64()),
+            "device_id": pa.array(list(fleet.cadences), pa.string()),
+            "cadence_seconds": pa.array(list(fleet.cadences.values()), pa.float64()),
         }
     )
 

@@ -14,8 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from sensor_platform.quality.frames import Registry
-from sensor_platform.quality.rules import QualityRules
+from sensor_platform.quality.rules import FleetRegistry, QualityRules
 from sensor_platform.quality.suites import SuiteDefinition
 
 DOCS_SITE = "sensor_platform"
@@ -69,7 +68,7 @@ class GxValidator:
     Data Docs site of every validation it ran into a local folder (see `docs_dir`)."""
 
     rules: QualityRules
-    registry: Registry
+    registry: FleetRegistry
     build_docs: bool = False
     _context: Any = field(default=None, init=False, repr=False)
     _definitions: dict[str, Any] = field(default_factory=dict, init=False, repr=False)

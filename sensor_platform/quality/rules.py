@@ -30,9 +30,9 @@ RULE_NAMES = (
     "mean_within_min_max",
     "stddev_non_negative",
     "window_key_unique",
-    "minute_total_matches_raw",
+    "level_total_matches_raw",
     "count_matches_finer_level",
-    "hours_present",
+    "finer_windows_present",
 )
 SEVERITIES = ("error", "warn")
 
@@ -138,3 +138,15 @@ def _metric_rule(name: str, spec: object, source: str) -> MetricRule:
     if not isinstance(units, list) or not units or not all(isinstance(u, str) for u in units):
         raise ValueError(f"{where}: units must be a non-empty list of strings")
     return MetricRule(minimum, maximum, tuple(units))
+
+
+@dataclass(frozen=True)
+class FleetRegistry:
+    """What the fleet registry knows: devices with their cadence, and sites."""
+
+    cadences: dict[str, int]  # device_id -> cadence_seconds
+    sites: frozenset[str]
+
+    @property
+    def devices(self) -> frozenset[str]:
+        return frozenset(self.cadences)

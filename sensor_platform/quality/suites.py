@@ -11,23 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sensor_platform.quality.frames import Registry
-from sensor_platform.quality.rules import QualityRules
+from sensor_platform.datasets import Dataset, Registry
+from sensor_platform.quality.rules import FleetRegistry, QualityRules
 from sensor_platform.readings.schema import READING_COLUMNS
 
-RAW, MINUTE, HOURLY, DAILY = (
-    "raw_sensor_readings",
-    "sensor_readings_minute",
-    "sensor_readings_hourly",
-    "sensor_readings_daily",
-)
 GX_SEVERITY = {"error": "critical", "warn": "warning"}
 WINDOW_KEY = ["window_start", "device_id", "site_id", "metric"]
 REQUIRED_READING_COLUMNS = [
     name for name, (_, nullable, _) in READING_COLUMNS.items() if not nullable
 ]
 
-Builder = Callable[[QualityRules, Registry], list[Any]]
+Builder = Callable[[QualityRules, FleetRegistry], list[Any]]
 
 
 @dataclass(frozen=True)
@@ -43,7 +37,7 @@ class SuiteDefinition:
     def name(self) -> str:
         return f"{self.asset}.{self.dimension}"
 
-    def expectations(self, rules: QualityRules, registry: Registry) -> list[Any]:
+    def expectations(self, rules: QualityRules, registry: FleetRegistry) -> list[Any]:
         return self.build(rules, registry)
 
 
@@ -68,7 +62,7 @@ def _metric_condition(metric: str) -> dict[str, str]:
 
 
 # -- raw_sensor_readings ---------------------------------------------------------------------
-def raw_completeness(rules: QualityRules, registry: Registry) -> list[Any]:
+def raw_completeness(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
     return [
         _expect(rules, "ExpectColumnValuesToNotBeNull", "required_not_null", column,
                 f"`{column}` is never null", column=column)
@@ -76,7 +70,7 @@ def raw_completeness(rules: QualityRules, registry: Registry) -> list[Any]:
     ]  # fmt: skip
 
 
-def raw_validity(rules: QualityRules, registry: Registry) -> list[Any]:
+def raw_validity(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
     mostly = 1.0 - rules.max_invalid_share
     share = f"{rules.max_invalid_share:.1%}"
     found = []
@@ -107,14 +101,14 @@ def raw_validity(rules: QualityRules, registry: Registry) -> list[Any]:
     ]  # fmt: skip
 
 
-def raw_uniqueness(rules: QualityRules, registry: Registry) -> list[Any]:
+def raw_uniqueness(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
     return [
         _expect(rules, "ExpectColumnValuesToBeUnique", "reading_id_unique", "reading_id",
                 "reading_id is unique within the hour", column="reading_id"),
     ]  # fmt: skip
 
 
-def raw_integrity(rules: QualityRules, registry: Registry) -> list[Any]:
+def raw_integrity(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
     return [
         _expect(rules, "ExpectColumnValuesToBeInSet", "device_known", "device_id",
                 "every device is in the fleet registry", column="device_id",
@@ -125,7 +119,7 @@ def raw_integrity(rules: QualityRules, registry: Registry) -> list[Any]:
     ]  # fmt: skip
 
 
-def raw_timeliness(rules: QualityRules, registry: Registry) -> list[Any]:
+def raw_timeliness(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
     return [
         _expect(rules, "ExpectColumnValuesToBeBetween", "late_share", "ingest_time",
                 f"at most {rules.max_late_share:.1%} of readings ingested after their hour ended",
@@ -134,7 +128,7 @@ def raw_timeliness(rules: QualityRules, registry: Registry) -> list[Any]:
 
 
 # -- aggregates ------------------------------------------------------------------------------
-def aggregate_consistency(rules: QualityRules, registry: Registry) -> list[Any]:
+def aggregate_consistency(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
     return [
         _expect(rules, "ExpectColumnValuesToBeBetween", "mean_within_min_max", "mean_value",
                 f"min_value <= mean_value <= max_value (tolerance {rules.float_tolerance:g})",
@@ -144,7 +138,7 @@ def aggregate_consistency(rules: QualityRules, registry: Registry) -> list[Any]:
     ]  # fmt: skip
 
 
-def rollup_consistency(rules: QualityRules, registry: Registry) -> list[Any]:
+def rollup_consistency(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
     return aggregate_consistency(rules, registry) + [
         _expect(rules, "ExpectColumnPairValuesToBeEqual", "count_matches_finer_level",
                 "reading_count", "reading_count equals the sum of the level below",
@@ -152,7 +146,7 @@ def rollup_consistency(rules: QualityRules, registry: Registry) -> list[Any]:
     ]  # fmt: skip
 
 
-def aggregate_uniqueness(rules: QualityRules, registry: Registry) -> list[Any]:
+def aggregate_uniqueness(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
     return [
         _expect(rules, "ExpectCompoundColumnsToBeUnique", "window_key_unique", "window_key",
                 "one row per (window_start, device_id, site_id, metric)",
@@ -160,7 +154,7 @@ def aggregate_uniqueness(rules: QualityRules, registry: Registry) -> list[Any]:
     ]  # fmt: skip
 
 
-def minute_coverage(rules: QualityRules, registry: Registry) -> list[Any]:
+def cadence_coverage(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
     return [
         _expect(rules, "ExpectColumnValuesToBeBetween", "coverage", "coverage",
                 f"each device and metric delivers >= {rules.min_coverage:.0%} of its cadence",
@@ -168,19 +162,18 @@ def minute_coverage(rules: QualityRules, registry: Registry) -> list[Any]:
     ]  # fmt: skip
 
 
-def minute_integrity(rules: QualityRules, registry: Registry) -> list[Any]:
+def level_integrity(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
     return [
-        _expect(rules, "ExpectColumnPairValuesToBeEqual", "minute_total_matches_raw",
-                "reading_count", "the minutes' reading counts add up to the raw rows of the hour",
-                column_A="raw_rows", column_B="minute_total"),
+        _expect(rules, "ExpectColumnPairValuesToBeEqual", "level_total_matches_raw",
+                "reading_count", "the reading counts add up to the raw rows of the partition",
+                column_A="raw_rows", column_B="level_total"),
     ]  # fmt: skip
 
 
-def hours_present(rules: QualityRules, registry: Registry) -> list[Any]:
+def finer_windows_present(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
     return [
-        _expect(rules, "ExpectColumnValuesToBeNull", "hours_present", "window_start",
-                "every ended hour of the day has rows in sensor_readings_hourly",
-                column="missing_hour"),
+        _expect(rules, "ExpectColumnValuesToBeNull", "finer_windows_present", "window_start",
+                "every ended window of the level below has rows", column="missing_window"),
     ]  # fmt: skip
 
 
@@ -188,68 +181,80 @@ READING_SAMPLE = ("device_id", "site_id", "metric", "value", "unit", "event_time
 LEVEL_SAMPLE = (*WINDOW_KEY, "reading_count", "min_value", "mean_value", "max_value")
 
 
-def _level_suites(asset: str, frame: str, consistency: Builder) -> list[SuiteDefinition]:
+def suites_for(dataset: Dataset, datasets: Registry) -> list[SuiteDefinition]:
+    """The suites of `dataset`, one per quality dimension the registry lists for it."""
+    if not dataset.is_aggregate:
+        by_dimension = {suite.dimension: suite for suite in _raw_suites(dataset.name)}
+    else:
+        by_dimension = _level_suites(dataset, datasets.get(dataset.source))
+    unknown = [d for d in dataset.quality if d not in by_dimension]
+    if unknown:
+        raise ValueError(f"{dataset.name}: no quality suite for dimensions {unknown}")
+    return [by_dimension[d] for d in dataset.quality]
+
+
+def _raw_suites(asset: str) -> list[SuiteDefinition]:
     return [
         SuiteDefinition(
-            asset, "consistency", frame,
-            "Aggregates agree with themselves and with the level below: min <= mean <= max, "
-            "stddev >= 0, and each window's count equals the sum of its finer windows.",
-            (*LEVEL_SAMPLE, "stddev_value", "finer_count"), consistency,
-        ),
-        SuiteDefinition(
-            asset, "uniqueness", frame,
-            "One row per window, device, site and metric.", LEVEL_SAMPLE, aggregate_uniqueness,
-        ),
-    ]  # fmt: skip
-
-
-SUITES: dict[str, list[SuiteDefinition]] = {
-    RAW: [
-        SuiteDefinition(
-            RAW, "completeness", "readings", "Required reading columns are never null.",
+            asset, "completeness", "readings", "Required reading columns are never null.",
             READING_SAMPLE + ("source",), raw_completeness,
         ),
         SuiteDefinition(
-            RAW, "validity", "readings",
+            asset, "validity", "readings",
             "Values inside physical ranges and units from the allowed set per metric; "
             "event times not after ingest_time plus the tolerance.",
             READING_SAMPLE + ("ingest_time", "seconds_ahead_of_ingest"), raw_validity,
         ),
         SuiteDefinition(
-            RAW, "uniqueness", "readings", "reading_id is unique.",
+            asset, "uniqueness", "readings", "reading_id is unique.",
             ("reading_id", "device_id", "metric", "event_time", "source"), raw_uniqueness,
         ),
         SuiteDefinition(
-            RAW, "integrity", "readings", "Every device and site is known to the fleet registry.",
+            asset, "integrity", "readings", "Every device and site is known to the fleet registry.",
             ("device_id", "site_id", "metric", "event_time"), raw_integrity,
         ),
         SuiteDefinition(
-            RAW, "timeliness", "late_share",
+            asset, "timeliness", "late_share",
             "Share of readings ingested after the end of their event hour.",
             ("hour_start", "readings", "late_readings", "late_share"), raw_timeliness,
         ),
-    ],
-    MINUTE: [
-        *_level_suites(MINUTE, "minutes", aggregate_consistency),
-        SuiteDefinition(
-            MINUTE, "completeness", "coverage",
-            "Readings per device and metric over the hour against the device's cadence.",
+    ]  # fmt: skip
+
+
+def _level_suites(level: Dataset, source: Dataset) -> dict[str, SuiteDefinition]:
+    """An aggregate level's suites; what completeness and integrity mean depends on whether it is
+    computed from raw readings or merged from the level below."""
+    asset, from_raw = level.name, not source.is_aggregate
+    suites = {
+        "consistency": SuiteDefinition(
+            asset, "consistency", "level",
+            "Aggregates agree with themselves and with what they come from: min <= mean <= max, "
+            "stddev >= 0" + ("." if from_raw else
+                             ", and each window's count equals the sum of its finer windows."),
+            (*LEVEL_SAMPLE, "stddev_value") + (() if from_raw else ("finer_count",)),
+            aggregate_consistency if from_raw else rollup_consistency,
+        ),
+        "uniqueness": SuiteDefinition(
+            asset, "uniqueness", "level",
+            "One row per window, device, site and metric.", LEVEL_SAMPLE, aggregate_uniqueness,
+        ),
+    }  # fmt: skip
+    if from_raw:
+        suites["completeness"] = SuiteDefinition(
+            asset, "completeness", "coverage",
+            "Readings per device and metric over the partition against the device's cadence.",
             ("device_id", "site_id", "metric", "reading_count", "expected_count", "coverage"),
-            minute_coverage,
-        ),
-        SuiteDefinition(
-            MINUTE, "integrity", "totals",
-            "The minute aggregates cover exactly the raw partition they come from.",
-            ("hour_start", "raw_rows", "minute_total"), minute_integrity,
-        ),
-    ],
-    HOURLY: _level_suites(HOURLY, "level", rollup_consistency),
-    DAILY: [
-        *_level_suites(DAILY, "level", rollup_consistency),
-        SuiteDefinition(
-            DAILY, "completeness", "hour_presence",
-            "No hour missing inside the day: every ended hour has rows in sensor_readings_hourly.",
-            ("hour_start", "missing_hour"), hours_present,
-        ),
-    ],
-}  # fmt: skip
+            cadence_coverage,
+        )  # fmt: skip
+        suites["integrity"] = SuiteDefinition(
+            asset, "integrity", "totals",
+            f"The aggregates cover exactly the {source.name} partitions they come from.",
+            ("partition_start", "raw_rows", "level_total"), level_integrity,
+        )  # fmt: skip
+    else:
+        suites["completeness"] = SuiteDefinition(
+            asset, "completeness", "presence",
+            f"No window missing inside the partition: every ended window has rows in {source.name}.",
+            ("window_start", "missing_window"), finer_windows_present,
+        )  # fmt: skip
+    return suites

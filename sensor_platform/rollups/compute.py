@@ -8,8 +8,8 @@ is count-weighted and m2 is merged with Chan's parallel formula, never an averag
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
-from typing import Literal
 
 import duckdb
 import pyarrow as pa
@@ -21,7 +21,7 @@ from sensor_platform.rollups.schema import AGGREGATE_SCHEMA, empty_aggregates
 
 Source = pa.Table | ds.Dataset | list[str] | list[Path]
 
-WINDOW_MICROS = {"minute": 60_000_000, "hour": 3_600_000_000, "day": 86_400_000_000}
+MINUTE = timedelta(minutes=1)
 
 # The minute pass orders readings inside a window by a BIGINT key: the offset of event_time in the
 # minute (< 2^26 us) in the high bits and 37 bits of a hash of (value, unit) in the low bits.
@@ -176,26 +176,28 @@ def minute_aggregates(
             con.execute(TIED_ENDS_SQL)
             con.execute(RESOLVE_FIRST_SQL)
             con.execute(RESOLVE_LAST_SQL)
-        return _finish(con, "minute", cadence_table)
+        return _finish(con, MINUTE, cadence_table)
 
 
 def rollup(
     finer: Source,
-    level: Literal["hour", "day"],
+    window: timedelta,
     cadences: dict[str, int],
     *,
     memory_limit: str = "1GB",
     threads: int = 2,
 ) -> pa.Table:
-    """Merge finer aggregates (AGGREGATE_SCHEMA) into hours or days, exactly."""
-    if level not in ("hour", "day"):
-        raise ValueError(f"level must be 'hour' or 'day', not {level!r}")
+    """Merge finer aggregates (AGGREGATE_SCHEMA) into windows of `window` (aligned to the epoch,
+    so whole hours or UTC days), exactly. `window` must be a whole number of the finer windows."""
+    window_us = window // timedelta(microseconds=1)
+    if window_us <= 0 or (86_400_000_000 % window_us and window_us % 86_400_000_000):
+        raise ValueError(f"window must divide a day or be whole days, not {window}")
     cadence_table = _cadence_table(cadences)
     with _connection(memory_limit, threads) as con:
         if not _register_source(con, "finer_aggregates", finer):
             return empty_aggregates()
-        con.execute(ROLLUP_PARTIALS_SQL, {"window_us": WINDOW_MICROS[level]})
-        return _finish(con, level, cadence_table)
+        con.execute(ROLLUP_PARTIALS_SQL, {"window_us": window_us})
+        return _finish(con, window, cadence_table)
 
 
 @contextmanager
@@ -269,8 +271,8 @@ def _cadence_table(cadences: dict[str, int]) -> pa.Table:
     )
 
 
-def _finish(con: duckdb.DuckDBPyConnection, level: str, cadences: pa.Table) -> pa.Table:
+def _finish(con: duckdb.DuckDBPyConnection, window: timedelta, cadences: pa.Table) -> pa.Table:
     con.register("cadences", cadences)
-    window_seconds = WINDOW_MICROS[level] / 1_000_000
+    window_seconds = window.total_seconds()
     table = con.sql(FINISH_SQL, params={"window_seconds": window_seconds}).to_arrow_table()
     return table.cast(AGGREGATE_SCHEMA)

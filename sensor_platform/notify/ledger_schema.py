@@ -1,0 +1,26 @@
+"""The alert ledger's columns (light: read when the code location loads, for the UI)."""
+
+import pyarrow as pa
+
+from sensor_platform.readings.schema import UTC_MICROS
+
+LEDGER_TABLE_NAME = "anomaly_alert_ledger"
+LEDGER_COLUMNS: dict[str, tuple[pa.DataType, bool, str]] = {
+    # name: (type, nullable, description)
+    "recorded_at": (UTC_MICROS, False, "When the delivery attempt ended (UTC)."),
+    "notification_id": (pa.string(), False, "Id of the notification: episode and event."),
+    "episode_id": (pa.string(), False, "The episode notified about (sensor_anomalies)."),
+    "event": (pa.string(), False, "opened, escalated or closed."),
+    "channel": (pa.string(), False, "Channel name: discord, slack or webhook."),
+    "outcome": (pa.string(), False, "sent, or failed (then due again on the next run)."),
+    "severity": (pa.string(), False, "Severity of the episode when notified."),
+    "device_id": (pa.string(), False, "Device of the episode."),
+    "site_id": (pa.string(), True, "Site of the episode."),
+    "metric": (pa.string(), True, "Metric of the episode (NULL for device-wide rules)."),
+    "rule": (pa.string(), False, "Rule that fired."),
+    "episode_start": (UTC_MICROS, False, "start_time of the episode."),
+    "attempts": (pa.int32(), False, "HTTP requests made for the message in that run."),
+    "http_status": (pa.int32(), True, "Last HTTP status, NULL on timeout or connection error."),
+    "detail": (pa.string(), True, "What happened, without the webhook URL."),
+    "run_id": (pa.string(), True, "Dagster run that made the attempt."),
+}
