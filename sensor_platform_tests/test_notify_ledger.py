@@ -21,7 +21,14 @@ from sensor_platform.notify.channels import Channel, ChannelSetting, build_chann
 from sensor_platform.notify.delivery import RetryPolicy
 from sensor_platform.notify.ledger import LEDGER_SCHEMA, LEDGER_TABLE, AlertLedger, pending_count
 from sensor_platform.notify.messages import notification_id
-from sensor_platform.notify.planning import Pending, pending_notices, plan_deliveries, send_alerts
+from sensor_platform.notify.planning import (
+    EPISODE_GONE,
+    TOO_OLD,
+    Pending,
+    pending_notices,
+    plan_deliveries,
+    send_alerts,
+)
 from sensor_platform.notify.receiver import Reply, WebhookReceiver, notices_in
 from sensor_platform.notify.states import Duplicates, duplicate_counts, notice_states
 from sensor_platform.warehouse.store import TableSpec, Warehouse
@@ -302,6 +309,28 @@ def test_expired_notices_are_recorded_once_and_warn(receiver, warehouse_url):
     again = run(table, warehouse_url, channels, now=later, max_age=timedelta(days=1))
     assert again.expired == 0 and again.passed  # recorded once, not again
     assert len(receiver.received(PATHS["discord"])) == 1
+
+
+def test_pending_notices_of_episodes_not_read_wait_then_expire(warehouse_url):
+    """A run that reads other episodes (a backfill of other hours) leaves them pending; once no
+    run has tried them for longer than max_age, one records them as expired."""
+    down = [Channel("webhook", "webhook", f"http://127.0.0.1:{free_port()}/down-0123456789")]
+    assert run(episodes(2), warehouse_url, down).pending == 2
+    other = episodes(1, device="EQ-other{i}")
+    backfill = run(other, warehouse_url, down, max_age=timedelta(days=1))
+    [webhook] = backfill.channels
+    assert (webhook.waiting, webhook.expired, webhook.notices_due) == (2, 0, 1)
+    history = AlertLedger(Warehouse(warehouse_url)).history()
+    [pending] = pending_notices(other, history, down, now=NOW, max_age=timedelta(days=1)).values()
+    assert (pending.waiting, pending.failed, pending.never_attempted, pending.total) == (2, 1, 0, 1)
+
+    much_later = datetime.now(UTC) + timedelta(days=2)  # the ledger is stamped by the wall clock
+    later = run(other, warehouse_url, down, now=much_later, max_age=timedelta(days=1))
+    [webhook] = later.channels
+    assert (webhook.waiting, webhook.expired) == (0, 3)  # the 2 not read, and `other` itself
+    history = AlertLedger(Warehouse(warehouse_url)).history()
+    details = {r["detail"] for r in history.to_pylist() if r["outcome"] == "expired"}
+    assert details == {EPISODE_GONE, TOO_OLD}
 
 
 def test_a_malformed_url_fails_only_its_channel(receiver, warehouse_url):

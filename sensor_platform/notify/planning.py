@@ -7,9 +7,9 @@ settles both. What is due is always derived again from the episodes and the ledg
 never tried, and notices the endpoint surely refused (`failed`), are planned afresh; notices it
 may have taken (an `unknown` outcome, or `attempting` left by a killed run) go out again in the
 message they went out in, under the same idempotency key, so an endpoint that honours keys takes
-them once. News older than `max_age` (by the episode's last reading), and pending notices that can
-no longer be sent (their episode is no longer among those read), are recorded as `expired` once
-and never sent.
+them once. News older than `max_age` (by the episode's last reading) is recorded as `expired` once
+and never sent; so is a pending notice whose episode is no longer read and that no run tried for
+longer than `max_age`. Until then it waits (`waiting`) for a run that reads its episode.
 """
 
 import time
@@ -36,7 +36,7 @@ QUALIFY row_number() OVER (PARTITION BY episode_id ORDER BY partition_hour DESC)
 ORDER BY CASE severity WHEN 'critical' THEN 0 ELSE 1 END, start_time, device_id, rule
 """
 TOO_OLD = "older than the alert max age: not announced"
-EPISODE_GONE = "its episode is no longer among the episodes read: cannot be sent again"
+EPISODE_GONE = "not tried for longer than the alert max age, and its episode is no longer read"
 NO_LONGER_DUE = "no longer due to this channel (its routing or settings changed): not sent"
 
 
@@ -48,6 +48,7 @@ class ChannelPlan:
     resend: list[Outgoing]  # notices that may have arrived: as they went out, same key
     fresh: list[Outgoing]  # notices never tried, or surely refused before
     expired: list[tuple[Notice, str]]  # not sent, recorded as expired, with the reason
+    waiting: int = 0  # pending, but their episodes were not read: left for a run that reads them
     retried: Counter[str] = field(default_factory=Counter)  # due again, by their last state
     uncertain: frozenset[str] = frozenset()  # notifications that may have reached it already
 
@@ -69,9 +70,11 @@ class Pending:
     attempting: int = 0  # left by a run that stopped mid-request
     never_attempted: int = 0
     expiring: int = 0  # would be recorded as expired, not sent
+    waiting: int = 0  # pending, but of episodes not read: no run on these episodes can send them
 
     @property
     def total(self) -> int:
+        """What a run would act on (`waiting` excluded: it would not)."""
         return self.failed + self.unknown + self.attempting + self.never_attempted + self.expiring
 
 
@@ -106,19 +109,27 @@ def plan_deliveries(
     for channel in channels:
         mine = [s for s in ledger.values() if s.channel == channel.name]
         pending = [s for s in mine if s.pending]
+        # Pending notices of episodes this run did not read (a backfill of other hours, say) wait
+        # for a run that reads them, unless no run has tried them for longer than max_age.
+        absent = [s for s in pending if s.episode_id not in by_id]
+        gone = [s for s in absent if _stale(s, now, max_age)]
+        expired = [(Notice(s.episode, (s.event,)), EPISODE_GONE) for s in gone]
+        present = [s for s in pending if s.episode_id in by_id]
         # A notice the endpoint surely did not take is simply due again, planned afresh; one it
         # may have taken goes out again as it went out, under the same key.
-        again = [s for s in pending if s.uncertain]
-        refused = {s.notification_id: s for s in pending if not s.uncertain}
+        again = [s for s in present if s.uncertain]
+        refused = {s.notification_id: s for s in present if not s.uncertain}
         told = _told(s for s in mine if s.notification_id not in refused)
-        resend, expired = _resend(channel, again, by_id, order, now, max_age)
-        fresh, too_old = _fresh(states, told, channel, now, max_age, notify_closed)
+        resend, too_old = _resend(channel, again, by_id, order, now, max_age)
+        fresh, fresh_too_old = _fresh(states, told, channel, now, max_age, notify_closed)
+        too_old += fresh_too_old
         expired += [(notice, TOO_OLD) for notice in too_old]
         planned = {i for notice in fresh + too_old for i in notice.notification_ids}
-        for state in refused.values():
-            if state.notification_id not in planned:
-                reason = EPISODE_GONE if state.episode_id not in by_id else NO_LONGER_DUE
-                expired.append((Notice(state.episode, (state.event,)), reason))
+        expired += [
+            (Notice(s.episode, (s.event,)), NO_LONGER_DUE)
+            for s in refused.values()
+            if s.notification_id not in planned
+        ]
         messages = build_messages(channel.kind, fresh)
         going = {i for m in resend + messages for i in m.notification_ids}
         plans.append(
@@ -127,6 +138,7 @@ def plan_deliveries(
                 resend=resend,
                 fresh=messages,
                 expired=expired,
+                waiting=len(absent) - len(gone),
                 retried=Counter(s.state for s in pending if s.notification_id in going),
                 uncertain=frozenset(s.notification_id for s in again),
             )
@@ -157,6 +169,7 @@ def pending_notices(
             attempting=plan.retried["attempting"],
             never_attempted=plan.due - plan.retried.total(),
             expiring=sum(len(notice.events) for notice, _ in plan.expired),
+            waiting=plan.waiting,
         )
         for plan in plans
     }
@@ -215,15 +228,15 @@ def _resend(
     order: dict[str, int],
     now: datetime,
     max_age: timedelta | None,
-) -> tuple[list[Outgoing], list[tuple[Notice, str]]]:
+) -> tuple[list[Outgoing], list[Notice]]:
+    """The messages that carried `pending` (notices of episodes in `episodes`), rebuilt from the
+    episodes' latest state, and the notices grown too old to send."""
     groups: dict[str | None, list[NoticeState]] = {}
-    expired: list[tuple[Notice, str]] = []
+    too_old = []
     for state in pending:
-        episode = episodes.get(state.episode_id)
-        if episode is None:
-            expired.append((Notice(state.episode, (state.event,)), EPISODE_GONE))
-        elif _too_old(episode, now, max_age):
-            expired.append((Notice(episode, (state.event,)), TOO_OLD))
+        episode = episodes[state.episode_id]
+        if _too_old(episode, now, max_age):
+            too_old.append(Notice(episode, (state.event,)))
         else:
             groups.setdefault(state.message_key, []).append(state)
     messages = []
@@ -235,7 +248,12 @@ def _resend(
         same = key is not None and len(built) == 1
         same = same and {s.notification_id for s in members} == set(members[0].message_ids)
         messages += [replace(built[0], key=key)] if same else built
-    return messages, expired
+    return messages, too_old
+
+
+def _stale(state: NoticeState, now: datetime, max_age: timedelta | None) -> bool:
+    """No run has tried it for longer than max_age: its news is older than that by now."""
+    return max_age is not None and now - state.last_recorded_at > max_age
 
 
 def _notices(

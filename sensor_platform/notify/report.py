@@ -30,6 +30,7 @@ class ChannelReport:
     failed: int = 0  # refused this run: due again next run
     unknown: int = 0  # outcome unknown at the end of the run: sent again, same key, next run
     expired: int = 0  # too old: recorded as expired this run, never sent
+    waiting: int = 0  # pending, of episodes this run did not read: left for a run that does
     duplicates: int = 0  # sent this run after an unknown outcome: may have arrived twice
     deduplicated: int = 0  # the same, but the endpoint recognised the key: arrived once
 
@@ -144,6 +145,7 @@ def build_report(
                 failed=counts["failed"],
                 unknown=counts["unknown"],
                 expired=sum(len(notice.events) for notice, _ in plan.expired),
+                waiting=plan.waiting,
                 duplicates=counts["duplicates"],
                 deduplicated=counts["deduplicated"],
             )
