@@ -81,7 +81,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SENSOR_ALERT_WEBHOOK_URL", "–", "generic JSON webhook", secret=True),
     Variable("SENSOR_ALERT_WEBHOOK_MIN_SEVERITY", "warning", "warning or critical"),
     Variable("SENSOR_ALERT_WEBHOOK_SITES", "–", "sites routed to the webhook (empty: all)"),
-    Variable("SENSOR_ALERT_MAX_AGE_HOURS", "24", "older episodes are not announced (or none)"),
+    Variable(
+        "SENSOR_ALERT_MAX_AGE_HOURS",
+        "24",
+        "older episodes are recorded as expired, not sent (or none)",
+    ),
     # -- dbt
     Variable("SENSOR_DBT_PROJECT_DIR", "dbt_project/ of the checkout", "the dbt project folder"),
 )
@@ -94,7 +98,6 @@ CHANNEL_PREFIXES = {
 }
 SOURCES = ("simulator", "kafka")
 ON_GAP_POLICIES = ("fail", "earliest", "latest")
-CHANNEL_SEVERITIES = ("warning", "critical")
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         anomaly_rules_file=env.optional("SENSOR_ANOMALY_RULES_FILE"),
         channels={
             kind: ChannelRouting(
-                min_severity=env.choice(f"{prefix}_MIN_SEVERITY", CHANNEL_SEVERITIES, "warning"),
+                # Checked with the channel, so that a typo stops that channel only (notify).
+                min_severity=env.text(f"{prefix}_MIN_SEVERITY", "warning"),
                 sites=env.items(f"{prefix}_SITES", ()),
             )
             for kind, prefix in CHANNEL_PREFIXES.items()

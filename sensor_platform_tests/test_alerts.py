@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pyarrow.compute as pc
 import pytest
 
 from sensor_platform.datasets import REGISTRY
@@ -217,9 +218,13 @@ def test_alerts_are_sent_once_across_rematerialization(env, receiver):
         notices = delivered(receiver, kind)
         assert len(notices) == len(set(notices)), kind
     ledger = Warehouse(env["warehouse_url"]).read(LEDGER_TABLE)
-    assert ledger.num_rows == 3 * len(delivered(receiver, "webhook")) + sum(
+    sent = ledger.filter(pc.equal(ledger["outcome"], "sent"))
+    assert sent.num_rows == 3 * len(delivered(receiver, "webhook")) + sum(
         events.count("+") * 3 for _, events in delivered(receiver, "webhook")
     )
+    # every sent row follows an `attempting` row of the same attempt, written before the request
+    attempting = ledger.filter(pc.equal(ledger["outcome"], "attempting"))
+    assert set(sent["attempt_id"].to_pylist()) == set(attempting["attempt_id"].to_pylist())
 
 
 def test_a_channel_that_is_down_fails_the_check_then_catches_up(env, receiver, tmp_path):
@@ -237,21 +242,22 @@ def test_a_channel_that_is_down_fails_the_check_then_catches_up(env, receiver, t
     sent = len(delivered(receiver, "discord"))
     assert sent >= 2
 
+    # The schedule, as it ticks half an hour later: the hour's run would pick the notices up.
     context = dg.build_schedule_context(
-        instance=env["instance"], resources=down, scheduled_execution_time=datetime.now(UTC)
+        instance=env["instance"],
+        resources=down,
+        scheduled_execution_time=H10 + timedelta(minutes=30),
     )
     request = retry_pending_alerts(context)
     assert isinstance(request, dg.RunRequest)
+    assert request.partition_key == hour_key(H10)
     with WebhookReceiver(port=port) as revived:
         job = dg.define_asset_job("alerts", selection=[anomaly_alerts], partitions_def=HOURLY)
         definitions = dg.Definitions(
             assets=[sensor_anomalies, anomaly_alerts], jobs=[job], resources=down
         )
-        # The schedule asks for the current hour, whose run re-reads the last 24 hours of
-        # episodes; this test's episodes are from March, so run the hour they belong to.
-        assert request.partition_key == hour_key(datetime.now(UTC).replace(minute=0))
         retry = definitions.resolve_job_def("alerts").execute_in_process(
-            instance=env["instance"], partition_key=hour_key(H10)
+            instance=env["instance"], partition_key=request.partition_key
         )
         assert check_of(retry).passed
         late = [n for r in revived.received() for n in notices_in(r)]
@@ -294,8 +300,34 @@ def test_webhook_secrets_stay_out_of_metadata_and_logs(env, receiver, monkeypatc
         }
     )["alerts"]
     assert (alerts.max_alert_age_hours, alerts.discord_sites) == (6.0, ["FAC-001", "GH1"])
-    with pytest.raises(ValueError, match="SENSOR_SLACK_WEBHOOK_MIN_SEVERITY"):
-        build_alert_resources({**settings, "SENSOR_SLACK_WEBHOOK_MIN_SEVERITY": "urgent"})
+    # a typo stops its own channel only, with an error naming the variable
+    typo = build_alert_resources({**settings, "SENSOR_SLACK_WEBHOOK_MIN_SEVERITY": "urgent"})
+    setup = typo["alerts"].process_config_and_initialize().channel_setup()
+    assert [c.name for c in setup.channels] == ["discord"]
+    assert "SENSOR_SLACK_WEBHOOK_MIN_SEVERITY" in setup.errors["slack"]
+
+
+def test_a_malformed_url_fails_its_channel_only_and_no_channel_warns(env, receiver, monkeypatch):
+    monkeypatch.setenv("SENSOR_DISCORD_WEBHOOK_URL", receiver.url(PATHS["discord"]))
+    monkeypatch.setenv("SENSOR_SLACK_WEBHOOK_URL", f"not a url {TOKEN}")
+    settings = {
+        "SENSOR_DISCORD_WEBHOOK_URL": "set",
+        "SENSOR_SLACK_WEBHOOK_URL": "set",
+        "SENSOR_ALERT_MAX_AGE_HOURS": "none",
+    }
+    alerts = build_alert_resources(settings)["alerts"]
+    result = materialize(env, H10, env["resources"] | {"alerts": alerts})
+    check = check_of(result)
+    assert delivered(receiver, "discord")  # the good channel delivered
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["failed_channels"].value == ["slack"]
+    assert "SENSOR_SLACK_WEBHOOK_URL is not an http(s) URL" in check.description
+    assert TOKEN not in check.description and "not a url" not in check.description
+
+    nothing = build_alert_resources({"SENSOR_ALERT_MAX_AGE_HOURS": "none"})["alerts"]
+    quiet = check_of(materialize(env, H11, env["resources"] | {"alerts": nothing}))
+    assert not quiet.passed and quiet.severity == dg.AssetCheckSeverity.WARN
+    assert "no alert channel configured" in quiet.description
 
 
 # -- run re-execution (what Dagster's run retries do) ------------------------------------------

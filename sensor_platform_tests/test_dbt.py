@@ -146,6 +146,10 @@ LEDGER = [
     attempt("n-1", "discord", "failed", 0, 3),
     attempt("n-1", "discord", "sent", 10, 1),
     attempt("n-1", "slack", "failed", 0, 3),
+    attempt("n-3", "webhook", "attempting", 0, 0),  # a run killed mid-request ...
+    attempt("n-3", "webhook", "attempting", 5, 0),  # ... and the retry's request, cut off
+    attempt("n-3", "webhook", "unknown", 6, 1),
+    attempt("n-4", "slack", "expired", 0, 0),
 ]
 
 
@@ -230,7 +234,10 @@ def test_dbt_assets_graph_shape():
         "device_daily_uptime",
         "relationships_device_daily_uptime_device_id__device_id__ref_devices_",
     ) in checks
-    assert ("alert_history", "accepted_values_alert_history_outcome__sent__failed") in checks
+    assert (
+        "alert_history",
+        "accepted_values_alert_history_outcome__sent__failed__unknown__attempting__expired",
+    ) in checks
 
 
 def test_partition_window_becomes_dbt_vars():
@@ -415,6 +422,17 @@ def test_devices_last_7_days_and_alert_history(duckdb_runs):
     )
     assert discord["sent_at"] == DAY1 + timedelta(hours=4, minutes=10)
     assert (slack["outcome"], slack["sent_at"]) == ("failed", None)
+    unknown, expired = alerts[("n-3", "webhook")], alerts[("n-4", "slack")]
+    assert (unknown["outcome"], unknown["delivery_runs"], unknown["http_requests"]) == (
+        "unknown",
+        1,
+        1,
+    )
+    assert (expired["outcome"], expired["delivery_runs"], expired["sent_at"]) == (
+        "expired",
+        0,
+        None,
+    )
 
 
 def test_a_partition_run_replaces_its_days_only_and_a_failing_test_fails_its_check(

@@ -10,7 +10,13 @@ import pyarrow as pa
 import pytest
 
 from sensor_platform.detection.schema import EPISODE_SCHEMA, episode_id
-from sensor_platform.notify.channels import Channel, mask_url, redact
+from sensor_platform.notify.channels import (
+    Channel,
+    ChannelSetting,
+    build_channels,
+    mask_url,
+    redact,
+)
 from sensor_platform.notify.delivery import RetryPolicy, dispatch, post_message, retry_after
 from sensor_platform.notify.messages import (
     DISCORD_MAX_CONTENT,
@@ -137,9 +143,8 @@ def test_delivery_succeeds_first_time(receiver):
         ([Reply(500), Reply(503)], 3, 0.0),
         ([Reply(429, body={"retry_after": 0.25, "global": False})], 2, 0.25),
         ([Reply(429, headers={"Retry-After": "1"})], 2, 1.0),
-        ([Reply(204, delay_s=1.5)], 2, 0.0),  # the slow answer comes after the client gave up
     ],
-    ids=["5xx-then-ok", "429-retry_after-body", "429-Retry-After-header", "slow-timeout"],
+    ids=["5xx-then-ok", "429-retry_after-body", "429-Retry-After-header"],
 )
 def test_transient_failures_are_retried_and_arrive_once(receiver, replies, attempts, min_wait):
     receiver.script("hook", *replies)
@@ -153,11 +158,68 @@ def test_transient_failures_are_retried_and_arrive_once(receiver, replies, attem
 
     with httpx.Client(timeout=FAST.timeout_s) as client:
         result = post_message(client, channel, message, policy=FAST, sleep=sleep)
-    assert result.ok and result.attempts == attempts
+    assert result.ok and result.attempts == attempts and not result.uncertain
     assert receiver.attempts("hook") == attempts
-    time.sleep(max(r.delay_s for r in replies) + 0.1)  # a slow answer would have landed by now
     assert len(receiver.received("hook")) == 1
     assert max(waits) >= min_wait
+
+
+@pytest.mark.parametrize("kind", ["discord", "slack", "webhook"])
+def test_a_slow_endpoint_gets_the_message_twice_unless_it_honours_the_key(receiver, kind):
+    """The endpoint acts on the request, then answers after the client gave up: the outcome is
+    unknown, and it is reported (before the retry) as such. The retry reaches Discord and Slack
+    a second time; the generic webhook, honouring the Idempotency-Key, takes it once."""
+    receiver.script("slow", Reply(204, delay_s=1.5))
+    if kind == "webhook":
+        receiver.honour_idempotency_keys("slow")
+    channel = Channel(kind, kind, receiver.url("slow"))
+    [message] = build_messages(kind, notices(2))
+    seen_before_retry = []
+
+    def on_unknown(result):
+        assert result.outcome == "unknown" and result.http_status is None
+        seen_before_retry.append(receiver.attempts("slow"))
+
+    with httpx.Client(timeout=FAST.timeout_s) as client:
+        result = post_message(client, channel, message, policy=FAST, on_unknown=on_unknown)
+    assert seen_before_retry == [1]  # recorded while only the first request had gone out
+    assert (result.outcome, result.attempts, result.uncertain) == ("sent", 2, True)
+    first, second = receiver.requests("slow")
+    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
+    processed = receiver.received("slow")
+    if kind == "webhook":
+        assert (len(processed), result.replayed, second.replayed) == (1, True, True)
+    else:
+        assert (len(processed), result.replayed) == (2, False)
+        assert processed[0].payload == processed[1].payload
+    if kind == "discord":  # wait=true: the created message comes back, not 204
+        assert second.query == {"wait": "true"} and result.http_status == 200
+
+
+def test_discord_waits_for_the_message_and_keeps_the_users_query(receiver):
+    channel = Channel("discord", "discord", receiver.url("api/webhooks/1/t?thread_id=77&wait=0"))
+    assert channel.post_url.endswith("/api/webhooks/1/t?thread_id=77&wait=true")
+    [message] = build_messages("discord", notices(1))
+    with httpx.Client(timeout=FAST.timeout_s) as client:
+        result = post_message(client, channel, message, policy=FAST)
+    [got] = receiver.received("api/webhooks/1/t")
+    assert got.query == {"thread_id": "77", "wait": "true"}
+    assert (result.outcome, result.http_status) == ("sent", 200)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected_wait"),
+    [("slack", 1.0), ("webhook", 1.0), ("discord", 0.2)],
+)
+def test_429_waits_the_larger_of_body_and_header_except_discord(receiver, kind, expected_wait):
+    receiver.script("busy", Reply(429, body={"retry_after": 0.2}, headers={"Retry-After": "1"}))
+    channel = Channel(kind, kind, receiver.url("busy"))
+    [message] = build_messages(kind, notices(1))
+    waits = []
+    with httpx.Client(timeout=FAST.timeout_s) as client:
+        result = post_message(client, channel, message, policy=FAST, sleep=waits.append)
+    assert result.ok and waits == [expected_wait]
+    assert len(receiver.received("busy")) == 1
 
 
 def test_failures_that_persist_leave_the_message_pending(receiver):
@@ -186,6 +248,11 @@ def test_retry_after_parsing():
 
     assert retry_after(response(json={"retry_after": 1.5})) == 1.5
     assert retry_after(response(headers={"Retry-After": "7"})) == 7
+    both = response(json={"retry_after": 30}, headers={"Retry-After": "7"})
+    assert retry_after(both, "slack") == retry_after(both, "webhook") == 30
+    both = response(json={"retry_after": 0.5}, headers={"Retry-After": "7"})
+    assert (retry_after(both, "slack"), retry_after(both, "discord")) == (7, 0.5)
+    assert retry_after(response(headers={"Retry-After": "nan"})) == 1.0
     later = (datetime.now(UTC) + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
     assert 25 <= retry_after(response(headers={"Retry-After": later})) <= 31
     assert retry_after(response(headers={"Retry-After": "soon"})) == 1.0
@@ -199,21 +266,57 @@ def test_a_failing_channel_blocks_no_other(receiver, caplog):
     dead = Channel("slack", "slack", f"http://127.0.0.1:{port}/services/{TOKEN}")
     discord = Channel("discord", "discord", receiver.url(f"api/webhooks/1/{TOKEN}"))
     generic = Channel("webhook", "webhook", receiver.url("generic"))
+    broken = Channel("broken", "webhook", receiver.url("broken"))
     storm = notices(25)
     recorded = []
-    started = time.monotonic()
+
+    def record(channel, message, attempt, result):
+        if channel is broken and result.outcome == "attempting":
+            raise OSError(f"ledger unavailable for {broken.url}")
+        recorded.append((channel.name, result.outcome))
+
     reports = dispatch(
-        {dead: storm, discord: storm, generic: storm},
-        lambda channel, message, result: recorded.append((channel.name, result.ok)),
+        {ch: build_messages(ch.kind, storm) for ch in (dead, discord, generic, broken)},
+        record,
         policy=slow_policy,
     )
-    elapsed = time.monotonic() - started
-    by_name = {r.channel: r for r in reports}
-    assert by_name["discord"].notices_sent == 25 and by_name["discord"].messages_sent == 3
-    assert by_name["webhook"].notices_sent == 25 and by_name["webhook"].failure is None
-    assert by_name["slack"].pending == 25 and by_name["slack"].messages_sent == 0
-    assert by_name["slack"].requests == 3  # one message's retries, then the channel waits
-    assert by_name["slack"].masked_url == f"http://127.0.0.1:{port}/services/***"
-    assert elapsed < 3  # channels ran side by side
-    assert recorded.count(("slack", False)) == 1 and recorded.count(("discord", True)) == 3
+    by_name = {r.channel.name: r for r in reports}
+    assert [len(m.notices) for m, r in by_name["discord"].results if r.ok] == [10, 10, 5]
+    assert [r.outcome for _, r in by_name["webhook"].results] == ["sent"]
+    slack = by_name["slack"]
+    assert [r.outcome for _, r in slack.results] == ["failed"] and len(slack.not_tried) == 1
+    assert slack.requests == 3  # one message's retries, then the channel waits
+    assert slack.failure.startswith("connection failed")
+    # The dead channel's backoff (0.8 s) did not hold the others up: they finished meanwhile.
+    assert recorded.index(("slack", "failed")) > recorded.index(("webhook", "sent"))
+    assert recorded.count(("discord", "sent")) == 3
+    assert recorded.count(("slack", "attempting")) == 1
+    # A channel whose ledger write fails sends nothing (no trace, no request) and stops alone.
+    assert by_name["broken"].failure == (
+        f"stopped by OSError: ledger unavailable for {broken.masked_url}"
+    )
+    assert receiver.attempts("broken") == 0
     assert all(TOKEN not in record.getMessage() for record in caplog.records)
+
+
+def test_channels_are_built_one_by_one_and_errors_name_the_variable():
+    secret = f"not a url {TOKEN}"
+    setup = build_channels(
+        [
+            ChannelSetting("discord", "discord", "https://discord.com/api/webhooks/1/t", "D_URL"),
+            ChannelSetting("slack", "slack", secret, "SENSOR_SLACK_WEBHOOK_URL"),
+            ChannelSetting("webhook", "webhook", "https://example.org:99999/hook", "W_URL"),
+            ChannelSetting("other", "webhook", "https://example.org/x", "O_URL", "urgent", "O_SEV"),
+            ChannelSetting("unset", "webhook", None, "U_URL"),
+            ChannelSetting("site", "slack", "https://h/x", "S_URL", "critical", sites=(" A", "")),
+        ]
+    )
+    assert [c.name for c in setup.channels] == ["discord", "site"]
+    assert setup.channels[1].sites == frozenset({"A"})
+    assert setup.channels[1].min_severity == "critical"
+    assert setup.errors["slack"].startswith("SENSOR_SLACK_WEBHOOK_URL is not an http(s) URL")
+    assert setup.errors["webhook"].startswith("W_URL is not an http(s) URL")
+    assert setup.errors["other"].startswith("O_SEV must be one of")
+    assert TOKEN not in str(setup.errors) and "example.org" not in str(setup.errors)
+    assert "unset" not in setup.errors and setup.configured
+    assert not build_channels([ChannelSetting("slack", "slack", "", "S")]).configured

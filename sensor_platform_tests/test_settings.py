@@ -66,7 +66,6 @@ def test_every_knob_is_read_and_parsed():
         ("SENSOR_KAFKA_ON_GAP", "ignore"),
         ("SENSOR_SIMULATOR_LATE_RATE", "1.5"),
         ("SENSOR_ALERT_MAX_AGE_HOURS", "-1"),
-        ("SENSOR_DISCORD_WEBHOOK_MIN_SEVERITY", "urgent"),
         ("SENSOR_DUCKDB_THREADS", "two"),
     ],
 )

@@ -14,11 +14,16 @@ from sensor_platform.defs.partitions import Partitions, partition_starts
 from sensor_platform.defs.resources import AlertsResource, LakeResource, WarehouseResource
 
 if TYPE_CHECKING:
-    from sensor_platform.notify.channels import Channel
-    from sensor_platform.notify.planning import AlertReport
+    import pyarrow as pa
+
+    from sensor_platform.notify.report import AlertReport
 
 ALERTS = "anomaly_alerts"
 ALERTS_JOB = "anomaly_alerts_job"
+NO_CHANNEL = (
+    "no alert channel configured: set SENSOR_DISCORD_WEBHOOK_URL, SENSOR_SLACK_WEBHOOK_URL or "
+    "SENSOR_ALERT_WEBHOOK_URL"
+)
 
 
 def alerts_asset(anomalies: Dataset, partitions: Partitions) -> dg.AssetsDefinition:
@@ -44,7 +49,11 @@ def alerts_asset(anomalies: Dataset, partitions: Partitions) -> dg.AssetsDefinit
             dg.AssetCheckSpec(
                 "alerts_delivered",
                 asset=ALERTS,
-                description="Every notice due was delivered to every configured channel.",
+                description=(
+                    "Every notice due reached every configured channel; ERROR while one is "
+                    "pending or a channel is misconfigured, WARN when news expired unsent or no "
+                    "channel is configured."
+                ),
             )
         ],
     )
@@ -55,40 +64,43 @@ def alerts_asset(anomalies: Dataset, partitions: Partitions) -> dg.AssetsDefinit
         alerts: AlertsResource,
     ) -> dg.MaterializeResult:
         """Webhook notices (Discord, Slack, generic JSON) for anomaly episodes that opened, became
-        critical or ended, routed by severity and site, several per message. Exactly once per
-        channel: the ledger table anomaly_alert_ledger records each delivery, so re-runs send
-        nothing twice, and a notice a channel did not take is due again on the next run."""
+        critical or ended, routed by severity and site, several per message. At least once per
+        channel: the ledger table anomaly_alert_ledger records every step of every delivery, so
+        re-runs send nothing twice that was sent, a notice a channel did not take is due again,
+        and a notice that may have arrived twice is counted."""
         from sensor_platform.notify.ledger import AlertLedger
         from sensor_platform.notify.planning import send_alerts
 
-        store, channels = lake.lake(), alerts.channels()
         hours = partition_starts(anomalies, context.partition_time_window)
-        first = hours[0] - timedelta(hours=alerts.lookback_hours - 1)
-        recent = anomalies.files_in(first, hours[-1] + timedelta(hours=1))
-        episodes = store.read_parquet([p for p in recent if store.exists(p)], anomalies.schema)
-        if not channels:
-            context.log.warning(
-                "no alert channel configured: set SENSOR_DISCORD_WEBHOOK_URL, "
-                "SENSOR_SLACK_WEBHOOK_URL or SENSOR_ALERT_WEBHOOK_URL"
-            )
+        episodes = recent_episodes(lake, anomalies, hours, alerts.lookback_hours)
+        setup = alerts.channel_setup()
         report = send_alerts(
             episodes,
             AlertLedger(warehouse.warehouse()),
-            channels,
+            setup.channels,
             now=datetime.now(UTC),
             max_age=alerts.max_age,
             notify_closed=alerts.notify_closed,
             policy=alerts.policy(),
             run_id=context.run.run_id,
+            config_errors=setup.errors,
         )
-        return _alert_result(context, report, channels)
+        return _alert_result(context, report)
 
     return anomaly_alerts
 
 
-def _alert_result(
-    context: dg.AssetExecutionContext, report: "AlertReport", channels: list["Channel"]
-) -> dg.MaterializeResult:
+def recent_episodes(
+    lake: LakeResource, anomalies: Dataset, hours: list[datetime], lookback_hours: int
+) -> "pa.Table":
+    """The episode rows of `hours` and of the `lookback_hours` before them: what is still due."""
+    store = lake.lake()
+    first = hours[0] - timedelta(hours=lookback_hours - 1)
+    files = anomalies.files_in(first, hours[-1] + timedelta(hours=1))
+    return store.read_parquet([p for p in files if store.exists(p)], anomalies.schema)
+
+
+def _alert_result(context: dg.AssetExecutionContext, report: "AlertReport") -> dg.MaterializeResult:
     per_channel = {
         r.channel: {
             "url": r.masked_url,
@@ -97,27 +109,48 @@ def _alert_result(
             "messages": r.messages_sent,
             "requests": r.requests,
             "pending": r.pending,
+            "failed": r.failed,
+            "unknown": r.unknown,
+            "expired": r.expired,
+            "waiting": r.waiting,
+            "possible_duplicates": r.duplicates,
+            "deduplicated_by_endpoint": r.deduplicated,
             "failure": r.failure,
         }
         for r in report.channels
     }
-    failures = report.failed_channels
-    for failed in failures:
-        context.log.error(
-            f"{failed.channel} ({failed.masked_url}): {failed.pending} notices pending: "
-            f"{failed.failure}"
-        )
+    for name, error in sorted(report.config_errors.items()):
+        context.log.error(f"{name}: {error}")
+    for r in report.channels:
+        if r.problem:
+            context.log.error(f"{r.channel} ({r.masked_url}): {r.problem.split(': ', 1)[1]}")
+    if report.no_channel_configured:
+        description = NO_CHANNEL
+        context.log.warning(NO_CHANNEL)
+    else:
+        description = "; ".join(report.problems) or None
     check = dg.AssetCheckResult(
         check_name="alerts_delivered",
-        passed=not failures,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=(
-            "; ".join(f"{f.channel}: {f.failure} ({f.pending} pending)" for f in failures) or None
+        passed=report.passed,
+        severity=(
+            dg.AssetCheckSeverity.WARN if report.severity == "warn" else dg.AssetCheckSeverity.ERROR
         ),
+        description=description,
         metadata={
             "pending": report.pending,
-            "failed_channels": dg.MetadataValue.json([f.channel for f in failures]),
+            "expired": report.expired,
+            "possible_duplicates": report.duplicates,
+            "failed_channels": dg.MetadataValue.json(
+                sorted({f.channel for f in report.failed_channels} | set(report.config_errors))
+            ),
+            "config_errors": dg.MetadataValue.json(report.config_errors),
             "channels": dg.MetadataValue.json(per_channel),
+            "duplicates_total": dg.MetadataValue.json(
+                {
+                    channel: {"possible": d.possible, "deduplicated": d.deduplicated}
+                    for channel, d in report.duplicates_total.items()
+                }
+            ),
         },
     )
     return dg.MaterializeResult(
@@ -125,9 +158,11 @@ def _alert_result(
             "dagster/row_count": report.sent,
             "notices_sent": report.sent,
             "notices_pending": report.pending,
+            "notices_expired": report.expired,
             "episodes_considered": report.episodes,
             "channels": dg.MetadataValue.json(
-                {c.name: c.masked_url for c in channels} or {"none": "no channel configured"}
+                {r.channel: r.masked_url for r in report.channels}
+                or {"none": "no channel configured"}
             ),
             "deliveries": dg.MetadataValue.json(per_channel),
         },
@@ -146,18 +181,32 @@ def alerts_definitions(anomalies: Dataset, partitions: Partitions) -> dg.Definit
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
     def retry_pending_alerts(
-        context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource, alerts: AlertsResource
+        context: dg.ScheduleEvaluationContext,
+        lake: LakeResource,
+        warehouse: WarehouseResource,
+        alerts: AlertsResource,
     ):
-        """Re-runs the alerts of the current hour while the ledger shows a failed delivery that
-        no later delivery settled, so a channel that was down catches up without new anomalies."""
-        from sensor_platform.notify.ledger import AlertLedger, pending_count
+        """Re-runs the alerts of the current hour while anything is pending: a delivery that
+        failed or ended unknown, one a killed run left attempting, or a notice due that no run
+        tried (its run crashed first), so a channel that was down catches up on its own."""
+        from sensor_platform.notify.ledger import AlertLedger
+        from sensor_platform.notify.planning import pending_notices
 
         now = context.scheduled_execution_time.astimezone(UTC)
-        since = now - alerts.max_age if alerts.max_age is not None else None
-        pending = pending_count(AlertLedger(warehouse.warehouse()).history(), since=since)
-        if not pending:
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        pending = pending_notices(
+            recent_episodes(lake, anomalies, [hour], alerts.lookback_hours),
+            AlertLedger(warehouse.warehouse()).history(),
+            alerts.channels(),
+            now=now,
+            max_age=alerts.max_age,
+            notify_closed=alerts.notify_closed,
+        )
+        total = sum(p.total for p in pending.values())
+        if not total:
             return dg.SkipReason("no delivery pending")
-        key = anomalies.partition_key(now.replace(minute=0, second=0, microsecond=0))
+        context.log.info(f"{total} notices pending: {pending}")
+        key = anomalies.partition_key(hour)
         return dg.RunRequest(partition_key=key, run_key=f"retry_pending_alerts/{now:%Y%m%dT%H%M}")
 
     return dg.Definitions(

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sensor_platform.detection.rules import RuleSet
     from sensor_platform.kafka.settings import KafkaSettings
     from sensor_platform.lake.store import Lake
-    from sensor_platform.notify.channels import Channel
+    from sensor_platform.notify.channels import Channel, ChannelSetup
     from sensor_platform.notify.delivery import RetryPolicy
     from sensor_platform.quality.partition_checks import AssetQualityReport
     from sensor_platform.quality.rules import FleetRegistry, QualityRules
@@ -226,19 +226,31 @@ class AlertsResource(dg.ConfigurableResource):
     timeout_seconds: float = 5.0
     max_retry_after_seconds: float = 60.0
 
-    def channels(self) -> list["Channel"]:
-        from sensor_platform.notify.channels import Channel
+    def channel_setup(self) -> "ChannelSetup":
+        """The valid channels, and an error per misconfigured one (naming its variable, never
+        the URL): a bad channel stops no other."""
+        from sensor_platform.notify.channels import ChannelSetting, build_channels
 
-        configured = [
-            ("discord", self.discord_webhook_url, self.discord_min_severity, self.discord_sites),
-            ("slack", self.slack_webhook_url, self.slack_min_severity, self.slack_sites),
-            ("webhook", self.webhook_url, self.webhook_min_severity, self.webhook_sites),
-        ]
-        return [
-            Channel(kind, kind, url, min_severity, frozenset(sites))
-            for kind, url, min_severity, sites in configured
-            if url
-        ]
+        configured = {
+            "discord": (self.discord_webhook_url, self.discord_min_severity, self.discord_sites),
+            "slack": (self.slack_webhook_url, self.slack_min_severity, self.slack_sites),
+            "webhook": (self.webhook_url, self.webhook_min_severity, self.webhook_sites),
+        }
+        return build_channels(
+            ChannelSetting(
+                name=kind,
+                kind=kind,
+                url=url,
+                url_variable=f"{CHANNEL_PREFIXES[kind]}_URL",
+                min_severity=severity,
+                min_severity_variable=f"{CHANNEL_PREFIXES[kind]}_MIN_SEVERITY",
+                sites=tuple(sites),
+            )
+            for kind, (url, severity, sites) in configured.items()
+        )
+
+    def channels(self) -> list["Channel"]:
+        return self.channel_setup().channels
 
     def policy(self) -> "RetryPolicy":
         from sensor_platform.notify.delivery import RetryPolicy

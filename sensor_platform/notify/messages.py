@@ -47,13 +47,22 @@ class Notice:
 
 @dataclass(frozen=True)
 class Outgoing:
+    """One request's payload and the notices it carries. Its idempotency key follows from the
+    notices; a message sent again after an unknown outcome keeps the key it went out with."""
+
     payload: dict[str, Any]
     notices: tuple[Notice, ...]
+    key: str | None = None
+
+    @property
+    def notification_ids(self) -> tuple[str, ...]:
+        return tuple(i for n in self.notices for i in n.notification_ids)
 
     @property
     def idempotency_key(self) -> str:
-        ids = "\n".join(i for n in self.notices for i in n.notification_ids)
-        return hashlib.sha256(ids.encode()).hexdigest()[:32]
+        if self.key is not None:
+            return self.key
+        return hashlib.sha256("\n".join(self.notification_ids).encode()).hexdigest()[:32]
 
 
 def build_messages(kind: str, notices: list[Notice]) -> list[Outgoing]:
