@@ -48,9 +48,7 @@ def main() -> None:
     print(f"median of {args.repeat} fresh processes each\n")
     print(f"{'what':<50}{'median s':>10}{'min s':>8}{'max s':>8}")
     for name, values in times.items():
-        print(
-            f"{name:<50}{statistics.median(values):>10.2f}{min(values):>8.2f}{max(values):>8.2f}"
-        )
+        print(f"{name:<50}{statistics.median(values):>10.2f}{min(values):>8.2f}{max(values):>8.2f}")
     base = statistics.median(times["import dagster"])
     platform = statistics.median(times["platform location (import + build Definitions)"])
     print(f"\nplatform location / import dagster: {platform / base:.2f}x (target <= 2x)")
