@@ -139,7 +139,8 @@ def test_an_error_on_raw_blocks_the_minute_partition_until_the_data_is_fixed(env
     assert fixed.success
     fixed_validity = evaluations(fixed)[("raw_sensor_readings", "validity")]
     assert fixed_validity.passed and fixed_validity.severity == dg.AssetCheckSeverity.ERROR
-    assert all(e.passed for e in evaluations(fixed).values())
+    quality = {k: e for k, e in evaluations(fixed).items() if k[0] != "anomaly_alerts"}
+    assert all(e.passed for e in quality.values())  # (alerts warn: no channel configured)
     assert instance.get_materialized_partitions(MINUTE) == {KEY}
 
     history = env["warehouse"].read(RESULTS_TABLE).to_pylist()
