@@ -18,8 +18,9 @@ a row). Kinds and their own keys:
                sensor shows a run of k readings with a chance of about repeat^(k-1), and the run
                is stuck once that is at most `max_chance` (default 1e-7, i.e. about 16 times the
                sensor's mean run length). A noisy or fine sensor is stuck after a few identical
-               readings (at a 30 s cadence 3.5 minutes, at 60 s about 10), a coarse one in a
-               stable room only when flat far longer than usual; the run's own readings count in
+               readings (one that never repeats: after the rule's 5 minutes at a 10 or 30 s
+               cadence, after 9 minutes at 60 s), a coarse one in a stable room only when flat
+               far longer than usual; the run's own readings count in
                `repeat`, so a sensor flat for the whole look-back is not judged on its flatness.
                A run judged stuck is stuck from its first reading until the value changes
     silent     no reading from the device for more than `cadences` times its cadence
