@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from sensor_platform.detection.episodes import detect_episodes
+from sensor_platform.detection.episodes import detect_episodes, detect_hour_by_hour
 from sensor_platform.detection.rules import load_rules, parse_rules
 from sensor_platform.detection.schema import EPISODE_SCHEMA, episode_id
 from sensor_platform_tests.readings_factory import hour, readings_table
@@ -101,6 +101,29 @@ def test_default_rules_follow_the_seed_alert_thresholds():
         ),
         ({"rules": [{"name": "s", "kind": "status", "times": "3"}]}, "'times' must be a number"),
         ({"rule": []}, "'rules' list"),
+        (
+            {"rules": [{"name": "flat", "kind": "stuck", "max_chance": 1}]},
+            "rule 'flat': 'max_chance' must be below 1",
+        ),
+        (
+            {"rules": [{"name": "r", "kind": "rate", "rise_per_minute": 8, "min_readings": 2}]},
+            "rule 'r': 'min_readings' must be >= 3",
+        ),
+        (
+            {"rules": [{"name": "r", "kind": "rate", "rise_per_minute": 8, "window": 60}]},
+            r"rule 'r': unknown keys for a rate rule: \['window'\]",
+        ),
+        (
+            {"rules": [{"name": "r", "kind": "rate", "fall_per_minute": 2, "min_score": -1}]},
+            "rule 'r': 'min_score' must be >= 0",
+        ),
+        (
+            {
+                "lookback_minutes": 1,
+                "rules": [{"name": "r", "kind": "rate", "rise_per_minute": 8}],
+            },
+            "longest rate window_seconds",
+        ),
     ],
 )
 def test_bad_rules_are_rejected_with_a_clear_message(document, message):
@@ -198,8 +221,10 @@ def test_spike_is_judged_against_the_devices_own_history():
 
 
 def test_stuck_sensor_needs_identical_values_for_five_minutes():
-    values = noisy(20) + [23.5] * 12 + noisy(20, phase=50) + [24.1] * 6 + noisy(20, phase=90)
-    [episode] = of_rule(detect(series("D", "humidity", H10, values), load_rules()), "stuck_sensor")
+    # 50 minutes of a sensor that never repeats a value, then a stuck run at 10:00
+    values = noisy(100) + [23.5] * 12 + noisy(20, phase=50) + [24.1] * 6 + noisy(20, phase=90)
+    rows = series("D", "humidity", H10 - timedelta(minutes=50), values)
+    [episode] = of_rule(detect(rows, load_rules()), "stuck_sensor")
     assert (episode["peak_value"], episode["reading_count"]) == (23.5, 12)
     assert episode["end_time"] - episode["start_time"] == timedelta(minutes=5, seconds=30)
 
@@ -226,32 +251,28 @@ def test_silent_devices_closed_and_still_open():
 
 
 def test_rate_of_change_needs_a_sustained_rise():
+    # 12 °C per minute for 1.5 minutes; the rate is the slope of the last 2 minutes
     rising = [25] * 10 + [30, 36, 42, 48] + [48] * 10
-    single = [25] * 10 + [60] + [25] * 10
+    single = [25] * 10 + [60] + [25] * 10  # one wild reading makes no slope
     rows = series("F1", "temperature", H10, rising) + series("F2", "temperature", H10, single)
     [episode] = of_rule(detect(rows, load_rules()), "temperature_rising_fast")
     assert episode["device_id"] == "F1"
+    # the two-minute slope passes 8 °C/min at the 42 reading and falls below it once the
+    # plateau fills the window
+    assert episode["start_time"] == H10 + timedelta(seconds=30 * 12)
     assert (episode["reading_count"], episode["peak_value"], episode["severity"]) == (
-        4,
+        3,
         12.0,
         "critical",
     )
 
 
 def _chained(rows, rules, start, hours, cadences=None):
-    table, previous, outputs = readings_table(rows), None, []
-    for h in range(hours):
-        window = start + timedelta(hours=h)
-        previous = detect_episodes(
-            table,
-            rules,
-            window_start=window,
-            window_end=window + timedelta(hours=1),
-            previous=previous,
-            cadences=cadences,
+    return list(
+        detect_hour_by_hour(
+            readings_table(rows), rules, start=start, hours=hours, cadences=cadences
         )
-        outputs.append(previous)
-    return outputs
+    )
 
 
 def _latest(outputs):

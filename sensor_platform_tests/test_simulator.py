@@ -67,13 +67,48 @@ def test_default_fleet(fleet):
     kinds = defaultdict(list)
     for device in fleet.devices:
         kinds[device.kind].append(device)
-    assert {k: len(v) for k, v in kinds.items()} == {"fire": 4, "farm": 4, "building": 4}
-    assert {d.site_id for d in kinds["fire"]} == {"FAC-001", "FAC-002"}
+    assert {k: len(v) for k, v in kinds.items()} == {"fire": 6, "farm": 4, "building": 7}
+    assert {d.site_id for d in kinds["fire"]} == {"FAC-001", "FAC-002", "FAC-003"}
     assert {d.site_id for d in kinds["farm"]} == {"GH1", "GH2"}
     assert all(d.payload == "single" and len(d.metrics) == 1 for d in kinds["building"])
     cadences = fleet.cadences()
-    assert [cadences[d.device_id] for d in kinds["fire"]] == [30] * 4
+    assert [cadences[d.device_id] for d in kinds["fire"]] == [30] * 4 + [10, 30]
     assert {cadences[d.device_id] for d in kinds["farm"] + kinds["building"]} == {60}
+    # about a fifth more readings an hour than the twelve original devices (3,360)
+    per_hour = sum(3600 // d.cadence_seconds * len(d.metrics) for d in fleet.devices)
+    assert per_hour == 4020
+
+
+def test_hard_negatives_are_hard_and_stay_below_alarm_levels(fleet):
+    """The noisy, near-threshold, coarse and drifting devices, on a day without anomalies."""
+    end = START + timedelta(days=1)
+    series = defaultdict(list)  # device_id -> [(event_time, value)]
+    for message in simulate(fleet, START, end, seed=4, anomaly_rate=0.0):
+        for event, _, value, _ in _readings(message):
+            series[message.key.decode()].append((event, value))
+    noisy = [v for _, v in sorted(series["FIRE-HD-005"])]
+    fast = [abs(b - a) * 6 for a, b in zip(noisy, noisy[1:], strict=False)]  # °C/min, 10 s apart
+    assert len(noisy) == 8640 and sum(r >= 8 for r in fast) > 1000  # a naive rate rule fires
+    near = [v for _, v in series["FIRE-HD-006"]]
+    assert 38 < max(near) < 40  # just below temperature_high's warning level
+    for device_id, step in (("BLD-S-005", 0.5), ("BLD-S-007", 1.0)):
+        values = [v for _, v in sorted(series[device_id])]
+        assert all(v / step == round(v / step) for v in values)
+        repeats = sum(a == b for a, b in zip(values, values[1:], strict=False))
+        assert repeats > len(values) / 2  # five identical minutes are common
+    hourly = defaultdict(list)
+    for event, value in series["BLD-S-006"]:
+        hourly[event.hour].append(value)
+    means = [sum(v) / len(v) for v in hourly.values()]
+    assert max(means) - min(means) > 2 * 100  # drifts beyond its daily cycle of ±100 ppm
+    labels = anomaly_labels(fleet, START, START + timedelta(days=10), seed=4, anomaly_rate=0.2)
+    coarse = {"BLD-S-005", "BLD-S-007"}
+    assert not [lb for lb in labels if lb.device_id in coarse and lb.kind == "stuck"]
+    assert {lb.kind for lb in labels if lb.device_id in coarse} == {
+        "spike",
+        "dropout",
+        "error_code",
+    }
 
 
 def test_same_seed_same_messages_other_seed_other_values(fleet):
@@ -140,8 +175,8 @@ def test_every_payload_shape_is_well_formed(fleet):
         else:
             by_shape["single"] += 1
             assert list(obj) == SINGLE_KEYS
-            assert type(obj["timestamp"]) is float and obj["type"] in ("temperature", "humidity")
-            assert obj["unit"] == {"temperature": "°C", "humidity": "%"}[obj["type"]]
+            assert type(obj["timestamp"]) is float
+            assert obj["unit"] == {"temperature": "°C", "humidity": "%", "co2": "ppm"}[obj["type"]]
             event = datetime.fromtimestamp(obj["timestamp"], UTC)
         numbers = [v for k, v in obj.items() if k in FIRE_METRICS + ["co2", "value"]]
         assert numbers and all(type(v) is float and round(v, 3) == v for v in numbers)
@@ -149,8 +184,9 @@ def test_every_payload_shape_is_well_formed(fleet):
         assert timedelta(0) <= message.received_at - message.event_time < timedelta(seconds=2)
         cadence = fleet.cadences()[message.key.decode()]
         assert event.timestamp() % cadence == 0
-    # 30 minutes: 4 fire devices every 30 s, 4 farm and 4 single sensors every 60 s
-    assert dict(by_shape) == {"fire": 240, "farm": 120, "single": 120}
+    # 30 minutes: 4 fire devices every 30 s, 4 farm every 60 s; single sensors: 7 every 60 s,
+    # one every 30 s and one every 10 s
+    assert dict(by_shape) == {"fire": 240, "farm": 120, "single": 7 * 30 + 60 + 180}
 
 
 def test_values_stay_in_range_outside_anomalies(fleet, two_days):
@@ -207,13 +243,29 @@ def test_each_anomaly_kind_is_labelled_and_visible(fleet, two_days):
             assert label.end - label.start > timedelta(minutes=5)
             assert len(inside) == (label.end - label.start) / cadence
             assert all(r[2] > 60 for r in inside)
-    assert set(kinds) == {"spike", "stuck", "dropout", "error_code", "threshold"}, dict(kinds)
+        elif label.kind == "rise":  # a fire: 10 to 20 °C a minute for 2 to 4 minutes
+            inside = _inside(rows, label, "temperature")
+            assert timedelta(minutes=2) <= label.end - label.start <= timedelta(minutes=4)
+            assert len(inside) == (label.end - label.start) / cadence
+            assert 7 <= _slope_per_minute(inside) <= 23  # a noisy sensor's ±2 °C included
+    assert set(kinds) == {"spike", "stuck", "dropout", "error_code", "threshold", "rise"}, dict(
+        kinds
+    )
     # a fault code only ever appears inside an error_code episode
     faults = [lb for lb in labels if lb.kind == "error_code"]
     for device_id, rows in readings.items():
         for event, _, _, status in rows:
             inside = any(lb.device_id == device_id and lb.start <= event < lb.end for lb in faults)
             assert (status != 0) == inside
+
+
+def _slope_per_minute(rows) -> float:
+    """Least-squares slope of (event_time, value) rows, per minute."""
+    t = [(r[0] - rows[0][0]).total_seconds() / 60 for r in rows]
+    v = [r[2] for r in rows]
+    t_mean, v_mean = sum(t) / len(t), sum(v) / len(v)
+    covariance = sum((a - t_mean) * (b - v_mean) for a, b in zip(t, v, strict=True))
+    return covariance / sum((a - t_mean) ** 2 for a in t)
 
 
 def test_late_messages_arrive_seventy_minutes_after_their_event(fleet):
@@ -259,6 +311,9 @@ def test_bad_arguments_are_refused(fleet):
     assert list(simulate(fleet, START, START)) == []
 
 
+_METRIC = {"unit": "°C", "min": 10, "max": 20, "daily_amplitude": 1, "noise": 0.1}
+
+
 def _device(**changes) -> dict:
     device = {
         "device_id": "D1",
@@ -299,6 +354,15 @@ def _device(**changes) -> dict:
             [_device(metrics={"t": {"unit": "C", "min": 0, "max": 1}})],
             "missing keys daily_amplitude",
         ),
+        (
+            [_device(metrics={"t": {**_METRIC, "noise_sigma": 1}})],
+            "metric 't': unknown keys noise_sigma",
+        ),
+        (
+            [_device(metrics={"t": {**_METRIC, "resolution": 0.3}})],
+            "min 10.0 is not a multiple of resolution 0.3",
+        ),
+        ([_device(metrics={"t": {**_METRIC, "drift": -1}})], "drift must be >= 0"),
     ],
 )
 def test_bad_fleet_files_raise_clear_errors(tmp_path, document, message):

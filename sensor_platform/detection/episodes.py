@@ -8,8 +8,8 @@ its id, start, reading count and peak. One not found again is closed by the next
 carried while the device sends nothing for that metric, until `rules.stale_after`.
 """
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
 
 import duckdb
 import pyarrow as pa
@@ -202,6 +202,30 @@ def detect_episodes(
     )
 
 
+def detect_hour_by_hour(
+    readings: pa.Table | ds.Dataset,
+    rules: RuleSet,
+    *,
+    start: datetime,
+    hours: int,
+    previous: pa.Table | None = None,
+    cadences: Mapping[str, float] | None = None,
+) -> Iterator[pa.Table]:
+    """The episodes of each of `hours` hours from `start`, as the pipeline finds them: every hour
+    continues the episodes of the hour before (`previous`: those of the hour before `start`)."""
+    for h in range(hours):
+        hour = start + timedelta(hours=h)
+        previous = detect_episodes(
+            readings,
+            rules,
+            window_start=hour,
+            window_end=hour + timedelta(hours=1),
+            previous=previous,
+            cadences=cadences,
+        )
+        yield previous
+
+
 def _episodes_of(
     con: duckdb.DuckDBPyConnection,
     rule: Rule,
@@ -230,7 +254,7 @@ def _episodes_of(
             },
         )
     else:
-        flags_sql, flag_params = flags_query(rule)
+        flags_sql, flag_params = flags_query(rule, origin=window_start, lookback=rules.lookback)
         con.execute("CREATE OR REPLACE TEMP TABLE flags AS " + flags_sql, flag_params)
         sql, params = (
             _ISLANDS_SQL,

@@ -6,13 +6,31 @@ a row). Kinds and their own keys:
 
     threshold  above | below: {"warning": level, "critical": level} (value >= / <= level)
     status     the device reports a fault (status_code not 0); device-wide, not per metric
-    spike      robust score |x - median| / (1.4826 * MAD) over the device's previous `window`
-               readings of the metric >= `score`; `min_history` readings needed; the MAD is
-               floored at `min_scale` and at `min_relative_scale` * |median| so that flat
-               signals do not turn rounding noise into spikes
-    stuck      identical values for `for_seconds` (default 300) and `times` readings (default 5)
+    spike      robust score |x - median| / (1.4826 * MAD) >= `score`, median and MAD of the
+               device's previous `window` readings of the metric that changed its value (repeats
+               say nothing of its spread); `min_history` previous readings needed; the scale is
+               floored at `min_scale`, at `min_relative_scale` * |median| and at the median size
+               of those changes (a coarse sensor's resolution, a noisy one's usual step), so that
+               flat, coarse or just unstuck signals do not turn rounding or noise into spikes
+    stuck      a run of identical values for `for_seconds` (default 300) and `times` readings
+               (default 5) that is improbable for this sensor: with `repeat` the share of its
+               consecutive readings over the look-back that repeat the one before, a healthy
+               sensor shows a run of k readings with a chance of about repeat^(k-1), and the run
+               is stuck once that is at most `max_chance` (default 1e-7, i.e. about 16 times the
+               sensor's mean run length). A noisy or fine sensor is stuck after a few identical
+               readings (one that never repeats: after the rule's 5 minutes at a 10 or 30 s
+               cadence, after 9 minutes at 60 s), a coarse one in a stable room only when flat
+               far longer than usual; the run's own readings count in
+               `repeat`, so a sensor flat for the whole look-back is not judged on its flatness.
+               A run judged stuck is stuck from its first reading until the value changes
     silent     no reading from the device for more than `cadences` times its cadence
-    rate       rate of change per minute >= `rise_per_minute` or <= -`fall_per_minute`
+    rate       the metric's rate of change per minute, judged over the last `window_seconds`
+               (default 120) as a robust (Theil-Sen: median of pairwise slopes) slope of at least
+               `min_readings` (default 3) readings, is >= `rise_per_minute` or <=
+               -`fall_per_minute`, and at least `min_score` (default 5) times its standard error
+               under the series' own noise (1.4826 * MAD of second differences / sqrt(6) over
+               the previous `noise_window` readings, default 30): a noisy sensor needs a steeper,
+               longer rise, and one wild reading cannot make a slope
 
 A typo in a key or a kind is an error naming the rule, never a silently ignored setting.
 """
@@ -35,9 +53,16 @@ _KIND_KEYS = {
     "threshold": {"above", "below"},
     "status": set(),
     "spike": {"window", "min_history", "score", "min_scale", "min_relative_scale"},
-    "stuck": set(),
+    "stuck": {"max_chance"},
     "silent": {"cadences"},
-    "rate": {"rise_per_minute", "fall_per_minute"},
+    "rate": {
+        "rise_per_minute",
+        "fall_per_minute",
+        "window_seconds",
+        "min_readings",
+        "min_score",
+        "noise_window",
+    },
 }
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -58,9 +83,14 @@ class Rule:
     score: float = 8.0
     min_scale: float = 0.0
     min_relative_scale: float = 0.0
+    max_chance: float = 1e-7  # stuck
     cadences: float = 5.0
     rise_per_minute: float | None = None
     fall_per_minute: float | None = None
+    window_seconds: float = 120.0  # rate
+    min_readings: int = 3  # rate
+    min_score: float = 5.0  # rate: slope / its standard error
+    noise_window: int = 30  # rate
 
     @property
     def device_wide(self) -> bool:
@@ -114,6 +144,13 @@ def parse_rules(document: Any, *, source: str = "rules") -> RuleSet:
             f"{source}: lookback_minutes ({lookback.total_seconds() / 60:g}) must cover the "
             f"longest for_seconds ({needed:g} s), or episodes crossing an hour would be missed"
         )
+    slope = max((r.window_seconds for r in rules if r.kind == "rate"), default=0)
+    if lookback.total_seconds() < slope:
+        raise ValueError(
+            f"{source}: lookback_minutes ({lookback.total_seconds() / 60:g}) must cover the "
+            f"longest rate window_seconds ({slope:g} s), or the first slopes of an hour would "
+            "be judged on too few readings"
+        )
     stale = timedelta(hours=_number(document, "stale_after_hours", 24, source, minimum=1))
     return RuleSet(rules=rules, lookback=lookback, stale_after=stale)
 
@@ -161,17 +198,35 @@ def _parse_rule(item: Any, index: int, source: str) -> Rule:
         }
         if settings["min_history"] > settings["window"]:
             raise ValueError(f"{where}: 'min_history' cannot exceed 'window'")
+    elif kind == "stuck":
+        settings["max_chance"] = _number(item, "max_chance", 1e-7, where, minimum=1e-300)
+        if settings["max_chance"] >= 1:
+            raise ValueError(f"{where}: 'max_chance' must be below 1, got {item['max_chance']!r}")
     elif kind == "silent":
         settings["cadences"] = _number(item, "cadences", 5.0, where, minimum=1.5)
     elif kind == "rate":
-        rise = item.get("rise_per_minute")
-        fall = item.get("fall_per_minute")
-        if rise is None and fall is None:
-            raise ValueError(f"{where}: give 'rise_per_minute' and/or 'fall_per_minute'")
-        for key in ("rise_per_minute", "fall_per_minute"):
-            if key in item:
-                settings[key] = _number(item, key, 0.0, where, minimum=1e-12)
+        settings |= _rate(item, where)
     return Rule(**settings)
+
+
+def _rate(item: dict, where: str) -> dict[str, Any]:
+    rise = item.get("rise_per_minute")
+    fall = item.get("fall_per_minute")
+    if rise is None and fall is None:
+        raise ValueError(f"{where}: give 'rise_per_minute' and/or 'fall_per_minute'")
+    settings: dict[str, Any] = {
+        key: _number(item, key, 0.0, where, minimum=1e-12)
+        for key in ("rise_per_minute", "fall_per_minute")
+        if key in item
+    }
+    settings |= {
+        "window_seconds": _number(item, "window_seconds", 120.0, where, minimum=1),
+        # a slope needs two readings; a robust one (a median of pairwise slopes) three
+        "min_readings": int(_number(item, "min_readings", 3, where, minimum=3)),
+        "min_score": _number(item, "min_score", 5.0, where),
+        "noise_window": int(_number(item, "noise_window", 30, where, minimum=5)),
+    }
+    return settings
 
 
 def _threshold(item: dict, where: str) -> dict[str, Any]:

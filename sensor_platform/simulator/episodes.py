@@ -16,16 +16,22 @@ import numpy as np
 
 from sensor_platform.simulator.draws import stream_key, uniform, uniform_one
 from sensor_platform.simulator.fleet import Device
-from sensor_platform.simulator.signals import normal_values, spike_value, threshold_values
+from sensor_platform.simulator.signals import (
+    normal_values,
+    rise_values,
+    spike_value,
+    threshold_values,
+)
 
-ANOMALY_KINDS = ("spike", "stuck", "dropout", "error_code", "threshold")
-THRESHOLD_METRIC = "temperature"
+ANOMALY_KINDS = ("spike", "stuck", "dropout", "error_code", "threshold", "rise")
+THRESHOLD_METRIC = "temperature"  # threshold and rise (a fire's fast rise) episodes
 HOUR = 3600
-# Over-temperature is the fire monitor's headline alarm and only fire devices can raise it, so it
-# takes half of their episodes; fleet-wide the five kinds then come out about equally often.
+# Over-temperature and a fast rise are the fire monitor's headline alarms and only fire devices
+# can raise them, so they take most of their episodes; fleet-wide every kind then comes out often
+# enough to measure.
 _FIRE_CYCLE = (
-    *("threshold", "spike", "threshold", "stuck"),
-    *("threshold", "dropout", "threshold", "error_code"),
+    *("threshold", "rise", "spike", "threshold", "stuck"),
+    *("rise", "threshold", "dropout", "rise", "error_code"),
 )
 _OTHER_CYCLE = ("spike", "stuck", "dropout", "error_code")
 
@@ -60,8 +66,18 @@ class Episode:
 
 def kind_cycle(device: Device) -> tuple[str, ...]:
     if device.kind == "fire" and device.metric(THRESHOLD_METRIC) is not None:
-        return _FIRE_CYCLE
-    return _OTHER_CYCLE
+        cycle = _FIRE_CYCLE
+    else:
+        cycle = _OTHER_CYCLE
+    if not _stuck_metrics(device):
+        # A coarse sensor repeats its readings for long stretches when healthy: an episode of
+        # 10 to 20 identical minutes would be no anomaly in its data, so none is labelled.
+        cycle = tuple(kind for kind in cycle if kind != "stuck")
+    return cycle
+
+
+def _stuck_metrics(device: Device) -> list[str]:
+    return [spec.name for spec in device.metrics if not spec.resolution]
 
 
 def device_episodes(
@@ -109,14 +125,19 @@ def _place(device: Device, kind: str, hour: int, draw: dict[str, float]) -> Epis
         length = max(ticks_for(600), 10) + int(draw["length"] * ticks_for(600))
     elif kind == "error_code":  # a few minutes
         length = ticks_for(180) + int(draw["length"] * ticks_for(300))
+    elif kind == "rise":  # a fire: 2 to 4 minutes of fast rise
+        length = ticks_for(120) + int(draw["length"] * ticks_for(120))
     else:  # threshold: 6 to 12 minutes above the level
         length = ticks_for(360) + int(draw["length"] * ticks_for(360))
     length = min(length, ticks_in_hour)
     start = first_tick + int(draw["start"] * (ticks_in_hour - length + 1)) * cadence
     metric: str | None = None
-    if kind in ("spike", "stuck"):
+    if kind == "spike":
         metric = device.metrics[int(draw["metric"] * len(device.metrics))].name
-    elif kind == "threshold":
+    elif kind == "stuck":
+        candidates = _stuck_metrics(device)
+        metric = candidates[int(draw["metric"] * len(candidates))]
+    elif kind in ("threshold", "rise"):
         metric = THRESHOLD_METRIC
     code = 0
     if kind == "error_code":  # farms report "1" or "2" (seed 004); others a status code 1..5
@@ -143,14 +164,23 @@ def apply_episodes(
             present[lo:hi] = False
         elif episode.kind == "error_code":
             status[lo:hi] = episode.code
-        elif episode.kind == "threshold":
-            values[THRESHOLD_METRIC][lo:hi] = threshold_values(
-                seed, device.device_id, THRESHOLD_METRIC, tick_s[lo:hi]
-            )
         else:
             spec = device.metric(episode.metric or "")
             assert spec is not None
-            if episode.kind == "spike":
+            if episode.kind == "threshold":
+                values[spec.name][lo:hi] = threshold_values(
+                    seed, device.device_id, spec, tick_s[lo:hi]
+                )
+            elif episode.kind == "rise":
+                values[spec.name][lo:hi] = rise_values(
+                    seed,
+                    device.device_id,
+                    spec,
+                    tick_s[lo:hi],
+                    episode.start_s,
+                    device.cadence_seconds,
+                )
+            elif episode.kind == "spike":
                 values[spec.name][lo:hi] = spike_value(
                     seed, device.device_id, spec, episode.start_s
                 )

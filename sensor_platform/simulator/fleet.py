@@ -10,6 +10,13 @@ The file is a list of devices (the packaged default is fleet.json next to this m
 
 `min`/`max` are the normal range; values follow a daily cycle of `daily_amplitude` around its
 middle plus bounded noise of at most `noise`, and never leave the range outside anomalies.
+Optional metric keys make the hard cases real sensors present (all default to 0, i.e. absent):
+
+    noise_sd     Gaussian noise of this standard deviation, unbounded (a noisy sensor)
+    drift        a slow wander of up to this much around the cycle (periods of 5 and 13 hours,
+                 phases per device): a sensor drifting with its surroundings or its calibration
+    resolution   readings are multiples of this step (a coarse sensor: 0.5 °C, 1 %);
+                 min and max must be multiples of it
 """
 
 import json
@@ -32,6 +39,7 @@ MAX_CADENCE_SECONDS = 300
 
 _DEVICE_KEYS = ("device_id", "site_id", "location", "kind", "payload", "cadence_seconds", "metrics")
 _METRIC_KEYS = ("unit", "min", "max", "daily_amplitude", "noise")
+_OPTIONAL_METRIC_KEYS = ("noise_sd", "drift", "resolution")
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,9 @@ class MetricSpec:
     max: float
     daily_amplitude: float
     noise: float
+    noise_sd: float = 0.0
+    drift: float = 0.0
+    resolution: float = 0.0  # 0: continuous (published with 3 decimals)
 
 
 @dataclass(frozen=True)
@@ -147,10 +158,13 @@ def _metric(name: object, spec: object, where: str) -> MetricSpec:
     missing = [key for key in _METRIC_KEYS if key not in spec]
     if missing:
         raise ValueError(f"{where}: missing keys {', '.join(missing)}")
+    unknown = sorted(set(spec) - set(_METRIC_KEYS) - set(_OPTIONAL_METRIC_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {', '.join(unknown)}")
     if not isinstance(spec["unit"], str):
         raise ValueError(f"{where}: unit must be a string")
     numbers = {}
-    for key in _METRIC_KEYS[1:]:
+    for key in (*_METRIC_KEYS[1:], *(k for k in _OPTIONAL_METRIC_KEYS if k in spec)):
         value = spec[key]
         if (
             isinstance(value, bool)
@@ -161,7 +175,13 @@ def _metric(name: object, spec: object, where: str) -> MetricSpec:
         numbers[key] = float(value)
     if numbers["min"] > numbers["max"]:
         raise ValueError(f"{where}: min {numbers['min']} is greater than max {numbers['max']}")
-    for key in ("daily_amplitude", "noise"):
-        if numbers[key] < 0:
+    for key in ("daily_amplitude", "noise", "noise_sd", "drift", "resolution"):
+        if numbers.get(key, 0.0) < 0:
             raise ValueError(f"{where}: {key} must be >= 0, got {numbers[key]}")
+    step = numbers.get("resolution", 0.0)
+    for key in ("min", "max"):
+        if step and abs(numbers[key] / step - round(numbers[key] / step)) > 1e-9:
+            raise ValueError(
+                f"{where}: {key} {numbers[key]} is not a multiple of resolution {step}"
+            )
     return MetricSpec(name=name, unit=spec["unit"], **numbers)
