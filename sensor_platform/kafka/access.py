@@ -110,7 +110,8 @@ def listener_refusal(settings: KafkaSettings, *, tls_only: bool = False) -> str 
             try:
                 wire.call(_API_VERSIONS, 0, b"")
                 if not uses_sasl(settings):
-                    wire.call(_METADATA, 0, struct.pack(">i", 0))  # what a plain client asks next
+                    # What a plain client asks next; v1 with no topics: brokers only, a small answer.
+                    wire.call(_METADATA, 1, struct.pack(">i", 0))
             except _ListenerGone:
                 # A listener that expects TLS or SASL drops a client that skips it.
                 protocol = settings.security.get("security_protocol", "PLAINTEXT")

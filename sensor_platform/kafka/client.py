@@ -5,6 +5,9 @@ ListOffsets(latest) alone: some Kafka-protocol brokers (Tansu) answer ListOffset
 offset of the last record batch + 1, which falls short of the true end when that batch holds several
 records. Reads are exact: assign + seek (no group membership, no rebalancing), and a range is
 complete only once the consumer's position has reached its end.
+
+Failures: BrokerUnavailable when the cluster cannot be reached right now (try again later),
+BrokerAccessDenied when it refuses this client (a person must act; see access.py).
 """
 
 import re
@@ -32,6 +35,8 @@ from sensor_platform.kafka.offsets import OffsetRange, PartitionState
 from sensor_platform.kafka.settings import KafkaSettings, check_topic
 from sensor_platform.readings.normalize import Message
 
+__all__ = ["BrokerAccessDenied", "BrokerUnavailable", "KafkaRangeError", "RawRecord"]
+
 POLL_MS = 100
 PROBE_FETCH_WAIT_MS = 10
 READ_FETCH_WAIT_MS = 100
@@ -56,8 +61,6 @@ class RawRecord:
     timestamp_ms: int
     key: bytes | None
 
-
-__all__ = ["BrokerAccessDenied", "BrokerUnavailable", "KafkaRangeError", "RawRecord"]
 
 # Errors that mean "cannot talk to the cluster right now" (connection, timeout, leader election).
 # "May not talk to it" (ACCESS_ERRORS) raises BrokerAccessDenied; anything else is a bug or a bad
