@@ -1,6 +1,7 @@
-"""A broker that refuses us (SASL, TLS, security protocol) fails loudly; only one that is down is
-'unavailable'. Against real listeners: Tansu with and without authentication, a TLS listener with an
-untrusted certificate, a closed port, and a small SASL listener speaking the Kafka wire protocol."""
+"""A broker that refuses us (SASL, TLS, security protocol, ACLs) fails loudly; only one that is down
+is 'unavailable'. Against real listeners: Tansu with and without authentication, a TLS listener with
+an untrusted certificate, a closed port, and small listeners speaking the Kafka wire protocol that
+refuse SASL logins or deny a topic by ACL, as Apache Kafka does."""
 
 import datetime as dt
 import socket
@@ -50,25 +51,32 @@ def _string(text: str) -> bytes:
     return struct.pack(">h", len(data)) + data
 
 
-class SaslListener:
-    """A Kafka listener that requires SASL, as Apache Kafka's SASL_PLAINTEXT listener does:
-    ApiVersions answered (UNSUPPORTED_VERSION first for versions it does not know, as brokers
-    do), SaslHandshake with the mechanisms it enables, SaslAuthenticate checked against one
-    user, and the connection closed on any other request before authentication."""
+class KafkaListener:
+    """A Kafka listener on a free port, speaking the wire protocol (request header v1, answers in
+    the non-flexible layouts of the versions it advertises); `answer` gives each response body,
+    or None to close the connection as a broker does on a request it refuses to serve."""
 
-    API_KEYS = [(0, 3, 9), (1, 4, 12), (2, 1, 7), (3, 1, 12), (8, 2, 8), (9, 1, 8), (10, 0, 4),
-                (17, 0, 1), (18, 0, 0), (19, 0, 7), (36, 0, 1)]  # fmt: skip
+    API_KEYS: list[tuple[int, int, int]] = []  # (api key, min version, max version)
 
-    def __init__(self, mechanisms: list[str], *, echo_credentials: bool = False):
-        self.mechanisms = mechanisms
-        self.echo_credentials = echo_credentials  # a careless broker quoting what it got
+    def __init__(self):
         self.server = socket.create_server(("127.0.0.1", 0))
-        self.bootstrap = f"127.0.0.1:{self.server.getsockname()[1]}"
-        self.authentications = 0
+        self.port = self.server.getsockname()[1]
+        self.bootstrap = f"127.0.0.1:{self.port}"
         threading.Thread(target=self._accept, daemon=True).start()
 
     def close(self) -> None:
         self.server.close()
+
+    def answer(self, api_key: int, version: int, body: bytes) -> bytes | None:
+        raise NotImplementedError
+
+    def api_versions(self, version: int) -> bytes:
+        """ApiVersions in the v0 layout, UNSUPPORTED_VERSION first for a version it does not
+        know, as brokers do."""
+        if version > 0:
+            return struct.pack(">hi", 35, 1) + struct.pack(">hhh", 18, 0, 0)
+        keys = b"".join(struct.pack(">hhh", *k) for k in self.API_KEYS)
+        return struct.pack(">hi", 0, len(self.API_KEYS)) + keys
 
     def _accept(self) -> None:
         while True:
@@ -86,9 +94,9 @@ class SaslListener:
                     frame = self._read(conn, size)
                     api_key, version, correlation = struct.unpack(">hhi", frame[:8])
                     (client_len,) = struct.unpack(">h", frame[8:10])
-                    body = self._answer(api_key, version, frame[10 + max(client_len, 0) :])
+                    body = self.answer(api_key, version, frame[10 + max(client_len, 0) :])
                     if body is None:
-                        return  # what a SASL listener does with a request before authentication
+                        return
                     out = struct.pack(">i", correlation) + body
                     conn.sendall(struct.pack(">i", len(out)) + out)
             except (EOFError, OSError):
@@ -104,12 +112,24 @@ class SaslListener:
             data += chunk
         return data
 
-    def _answer(self, api_key: int, version: int, body: bytes) -> bytes | None:
-        if api_key == 18:  # ApiVersions, answered in the v0 layout
-            if version > 0:
-                return struct.pack(">hi", 35, 1) + struct.pack(">hhh", 18, 0, 0)
-            keys = b"".join(struct.pack(">hhh", *k) for k in self.API_KEYS)
-            return struct.pack(">hi", 0, len(self.API_KEYS)) + keys
+
+class SaslListener(KafkaListener):
+    """Requires SASL, as Apache Kafka's SASL_PLAINTEXT listener does: SaslHandshake with the
+    mechanisms it enables, SaslAuthenticate checked against one user, and the connection closed
+    on any other request before authentication."""
+
+    API_KEYS = [(0, 3, 9), (1, 4, 12), (2, 1, 7), (3, 1, 12), (8, 2, 8), (9, 1, 8), (10, 0, 4),
+                (17, 0, 1), (18, 0, 0), (19, 0, 7), (36, 0, 1)]  # fmt: skip
+
+    def __init__(self, mechanisms: list[str], *, echo_credentials: bool = False):
+        self.mechanisms = mechanisms
+        self.echo_credentials = echo_credentials  # a careless broker quoting what it got
+        self.authentications = 0
+        super().__init__()
+
+    def answer(self, api_key: int, version: int, body: bytes) -> bytes | None:
+        if api_key == 18:
+            return self.api_versions(version)
         if api_key == 17:  # SaslHandshake
             (size,) = struct.unpack(">h", body[:2])
             requested = body[2 : 2 + size].decode()
@@ -125,6 +145,35 @@ class SaslListener:
                 message += f" (got {user}/{password})"
             answer = struct.pack(">h", 58) + _string(message) + struct.pack(">i", 0)
             return answer + (struct.pack(">q", 0) if version >= 1 else b"")
+        return None  # what a SASL listener does with a request before authentication
+
+
+class AclListener(KafkaListener):
+    """A plaintext listener whose ACLs deny this client topic `sensors`, as Kafka answers: with
+    no DESCRIBE, Metadata names the topic with TOPIC_AUTHORIZATION_FAILED; with DESCRIBE but the
+    offsets denied, ListOffsets does."""
+
+    API_KEYS = [(2, 1, 1), (3, 1, 1), (18, 0, 0)]
+
+    def __init__(self, *, describe: bool):
+        self.describe = describe
+        super().__init__()
+
+    def answer(self, api_key: int, version: int, body: bytes) -> bytes | None:
+        if api_key == 18:
+            return self.api_versions(version)
+        if api_key == 3:  # Metadata v1: this broker (node 0, no rack), controller 0, one topic
+            broker = struct.pack(">i", 0) + _string("127.0.0.1") + struct.pack(">ih", self.port, -1)
+            if self.describe:  # partition 0 led by node 0, replicas [0], isr [0]
+                partition = struct.pack(">hiiiiii", 0, 0, 0, 1, 0, 1, 0)
+                topic = struct.pack(">h", 0) + _string("sensors") + b"\x00"
+                topic += struct.pack(">i", 1) + partition
+            else:
+                topic = struct.pack(">h", 29) + _string("sensors") + b"\x00" + struct.pack(">i", 0)
+            return struct.pack(">i", 1) + broker + struct.pack(">ii", 0, 1) + topic
+        if api_key == 2:  # ListOffsets v1: partition 0 of sensors, TOPIC_AUTHORIZATION_FAILED
+            partition = struct.pack(">ihqq", 0, 29, -1, -1)
+            return struct.pack(">i", 1) + _string("sensors") + struct.pack(">i", 1) + partition
         return None
 
 
@@ -251,6 +300,31 @@ def test_untrusted_certificate_fails_loudly(tmp_path):
     finally:
         server.close()
     assert_refused(exc_info, bootstrap, "SASL_SSL", "certificate verify failed")
+
+
+def test_a_topic_the_acls_hide_fails_loudly():
+    listener = AclListener(describe=False)
+    try:
+        denied = settings(listener.bootstrap, {})
+        with pytest.raises(BrokerAccessDenied) as exc_info:
+            list_partitions(denied)
+        assert_refused(exc_info, listener.bootstrap, "TopicAuthorizationFailedError", "sensors")
+        with pytest.raises(BrokerAccessDenied, match="reading partition offsets"):
+            partition_states(denied, [("sensors", 0)])
+    finally:
+        listener.close()
+
+
+def test_offsets_the_acls_deny_fail_loudly():
+    listener = AclListener(describe=True)
+    try:
+        denied = settings(listener.bootstrap, {})
+        assert list_partitions(denied) == [("sensors", 0)]
+        with pytest.raises(BrokerAccessDenied) as exc_info:
+            partition_states(denied, [("sensors", 0)])
+    finally:
+        listener.close()
+    assert_refused(exc_info, listener.bootstrap, "TopicAuthorizationFailedError", "(PLAINTEXT)")
 
 
 def test_closed_port_with_security_configured_is_unavailable_not_refused():
