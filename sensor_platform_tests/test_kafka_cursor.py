@@ -207,8 +207,12 @@ def test_only_stuck_ranges_can_be_skipped():
         .events[0]
         .startswith("skip request ignored")
     )
+    stuck = stuck_cursor()
     with pytest.raises(ValueError, match="reason"):
-        stuck_cursor().skip(OffsetRange("t", 0, 0, 10), T0, "  ")
+        stuck.skip(OffsetRange("t", 0, 0, 10), T0, "  ")
+    unexplained = tick(stuck, [PartitionState("t", 0, 0, 10)], skips=[SkipRequest("t/0/0-10", "")])
+    assert unexplained.events == ["skip request for t/0/0-10 ignored: it needs a reason"]
+    assert len(unexplained.stuck) == 1
 
 
 def test_failures_of_other_epochs_or_ranges_not_pending_are_ignored():

@@ -77,7 +77,9 @@ def access_denied(settings: KafkaSettings, doing: str, reason: str) -> BrokerAcc
 def describe_error(exc: BaseException) -> str:
     text = str(exc)
     name = type(exc).__name__
-    return text if text.startswith(name) else f"{name}: {text}" if text else name
+    if not text:
+        return name
+    return text if name in text else f"{name}: {text}"
 
 
 def tls_refusal(settings: KafkaSettings) -> str | None:

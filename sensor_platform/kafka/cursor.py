@@ -294,4 +294,6 @@ def _apply_skip(cursor: IngestCursor, request: SkipRequest, now: datetime) -> st
         return None  # landed, lost or skipped already
     if not any(a.identity == named.identity for a in cursor.stuck()):
         return f"skip request for {request.run_key} ignored: the range is not stuck, it is retried"
-    return cursor.skip(named.range, now, request.reason or "no reason given")
+    if not request.reason.strip():
+        return f"skip request for {request.run_key} ignored: it needs a reason"
+    return cursor.skip(named.range, now, request.reason)
