@@ -11,12 +11,14 @@ whose peak RSS (ru_maxrss from os.wait4) is their own, and timed from a common s
 that interpreter start-up and imports are not counted:
 
 1. ceiling: a kafka-python loop that only consumes every message of the topic, partition by
-   partition (assign + seek, the consumer settings of sensor_platform.kafka.client), and touches
-   each value;
+   partition (assign + seek, the consumer settings of sensor_platform.kafka.client, fetch sizes
+   included), and touches each value;
 2. end to end: what the ingestion runs do, range by range: plan_ranges, then read_messages +
    normalize_messages + land_batch per range; then compact_raw_hour for every landed hour (what
    the raw partition runs do). Readings/s counts the rows of the raw partitions.
 
+Both run in the same environment, so both check CRC-32C with the same implementation: the
+`crc32c` package (C) when installed, which the report names, else kafka-python's pure-Python one.
 Both consume the same messages, so the ratio of readings/s equals ceiling time / end-to-end time.
 --workers N splits both the same way over N processes (partitions for the ceiling; ranges, then
 hours, for the pipeline), as N concurrent Dagster runs would. --repeat R runs R interleaved
@@ -83,7 +85,7 @@ def consume_ceiling(settings, partitions: list[int]) -> dict:
     per range)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from sensor_platform.kafka.client import MAX_POLL_RECORDS, partition_states
+    from sensor_platform.kafka.client import partition_states, read_consumer_config
 
     states = partition_states(settings, [(TOPIC, p) for p in partitions])
     started = time.perf_counter()
@@ -91,12 +93,7 @@ def consume_ceiling(settings, partitions: list[int]) -> dict:
     for state in states:
         # A consumer per partition, as read_messages: a reused one would first sit out the
         # broker's wait on the finished partition's last fetch.
-        consumer = KafkaConsumer(
-            **settings.client_config(),
-            group_id=None,
-            enable_auto_commit=False,
-            max_poll_records=MAX_POLL_RECORDS,
-        )
+        consumer = KafkaConsumer(**read_consumer_config(settings))  # the pipeline's settings
         tp = TopicPartition(TOPIC, state.partition)
         consumer.assign([tp])
         consumer.seek(tp, state.earliest)
@@ -311,6 +308,10 @@ def report(args, published: dict, ceiling: dict, pipeline: dict, ranges: int) ->
     for label, seconds, peak in rows:
         print(f"{label:<44}{seconds:>9.2f}{messages / seconds:>12,.0f}"
               f"{readings / seconds:>12,.0f}{peak:>8,.0f} MB")  # fmt: skip
+    from kafka.record.util import crc32c_c
+
+    crc = "crc32c package (C)" if crc32c_c is not None else "pure Python (crc32c not installed)"
+    print(f"CRC-32C check of fetched batches, both paths: {crc}")
     ratio = ceiling["seconds"] / pipeline["seconds"]
     print(f"\nend to end / ceiling: {ratio:.2f} (aim >= 0.70)")
     total = sum(pipeline["phases"].values())

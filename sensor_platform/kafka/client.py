@@ -5,6 +5,9 @@ ListOffsets(latest) alone: some Kafka-protocol brokers (Tansu) answer ListOffset
 offset of the last record batch + 1, which falls short of the true end when that batch holds several
 records. Reads are exact: assign + seek (no group membership, no rebalancing), and a range is
 complete only once the consumer's position has reached its end.
+
+Failures: BrokerUnavailable when the cluster cannot be reached right now (try again later),
+BrokerAccessDenied when it refuses this client (a person must act; see access.py).
 """
 
 import re
@@ -16,31 +19,33 @@ from datetime import UTC, datetime, timedelta
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import (
-    AuthorizationError,
-    KafkaError,
-    RetriableError,
-    SaslAuthenticationFailedError,
-    TopicAlreadyExistsError,
-    UnsupportedSaslMechanismError,
-)
+from kafka.errors import KafkaError, RetriableError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
+from sensor_platform.kafka.access import (
+    ACCESS_ERRORS,
+    BrokerAccessDenied,
+    BrokerUnavailable,
+    access_denied,
+    describe_error,
+    listener_refusal,
+    tls_refusal,
+)
 from sensor_platform.kafka.offsets import OffsetRange, PartitionState
 from sensor_platform.kafka.settings import KafkaSettings, check_topic
 from sensor_platform.readings.normalize import Message
+
+__all__ = ["BrokerAccessDenied", "BrokerUnavailable", "KafkaRangeError", "RawRecord"]
 
 POLL_MS = 100
 PROBE_FETCH_WAIT_MS = 10
 READ_FETCH_WAIT_MS = 100
 MAX_POLL_RECORDS = 5_000
+# kafka-python's default; measured against 128 KiB-4 MiB on Tansu without a difference beyond noise.
+MAX_PARTITION_FETCH_BYTES = 1 << 20
 PRODUCER_LINGER_MS = 20
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BROKER_DEFAULT_REPLICATION = -1  # CreateTopics v4+: the cluster's default.replication.factor
-
-
-class BrokerUnavailable(Exception):
-    """The broker could not be reached or did not answer in time; nothing was read or changed."""
 
 
 class KafkaRangeError(Exception):
@@ -57,28 +62,43 @@ class RawRecord:
     key: bytes | None
 
 
-# Errors that mean "cannot talk to the cluster right now" (connection, timeout, leader election)
-# or "may not talk to it" (credentials); anything else is a bug or a bad request and propagates.
-UNREACHABLE_ERRORS = (
-    RetriableError,
-    SaslAuthenticationFailedError,
-    UnsupportedSaslMechanismError,
-    AuthorizationError,
-)
+# Errors that mean "cannot talk to the cluster right now" (connection, timeout, leader election).
+# "May not talk to it" (ACCESS_ERRORS) raises BrokerAccessDenied; anything else is a bug or a bad
+# request and propagates.
+UNREACHABLE_ERRORS = (RetriableError,)
 
 
 @contextmanager
 def _reachable(settings: KafkaSettings, doing: str) -> Iterator[None]:
     try:
         yield
+    except ACCESS_ERRORS as exc:
+        raise access_denied(settings, doing, describe_error(exc)) from exc
     except UNREACHABLE_ERRORS as exc:
+        # kafka-python reports a refused SASL login, or a listener that drops a client of the
+        # wrong security protocol, like a broker that is down: ask the listener before saying so.
+        refusal = listener_refusal(settings)
+        if refusal:
+            raise access_denied(settings, doing, refusal) from exc
         raise BrokerUnavailable(
-            f"Kafka at {settings.bootstrap_servers} unavailable while {doing}: {exc}"
+            settings.redact(
+                f"Kafka at {settings.bootstrap_servers} unavailable while {doing}: {exc}"
+            )
         ) from exc
 
 
-@contextmanager
-def _consumer(settings: KafkaSettings, doing: str, **overrides) -> Iterator[KafkaConsumer]:
+def _connect(settings: KafkaSettings, doing: str, client: type, **config):
+    """A kafka-python client; a TLS listener is checked first, with a deadline, because
+    kafka-python waits forever for a TLS handshake that the listener never answers."""
+    refusal = tls_refusal(settings)
+    if refusal:
+        raise access_denied(settings, doing, refusal)
+    with _reachable(settings, doing):
+        return client(**config)
+
+
+def read_consumer_config(settings: KafkaSettings, **overrides) -> dict:
+    """The KafkaConsumer settings of every read here (benchmarks measure the same client)."""
     config = settings.client_config()
     config.update(
         group_id=None,
@@ -88,12 +108,19 @@ def _consumer(settings: KafkaSettings, doing: str, **overrides) -> Iterator[Kafk
         # Listing or reading must never create a topic as a side effect.
         allow_auto_create_topics=False,
         max_poll_records=MAX_POLL_RECORDS,
+        max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
         # Ranges lie below the high watermark, so waiting for new data never helps a read.
         fetch_max_wait_ms=READ_FETCH_WAIT_MS,
     )
     config.update(overrides)
-    with _reachable(settings, doing):
-        consumer = KafkaConsumer(**config)
+    return config
+
+
+@contextmanager
+def _consumer(settings: KafkaSettings, doing: str, **overrides) -> Iterator[KafkaConsumer]:
+    consumer = _connect(
+        settings, doing, KafkaConsumer, **read_consumer_config(settings, **overrides)
+    )
     try:
         yield consumer
     finally:
@@ -220,6 +247,10 @@ def _range_batches(settings: KafkaSettings, rng: OffsetRange, timeout_s: float) 
             try:
                 batches = consumer.poll(timeout_ms=POLL_MS)
                 position = consumer.position(tp, timeout_ms=settings.request_timeout_ms)
+            except ACCESS_ERRORS as exc:  # e.g. the topic's read ACL was revoked
+                raise access_denied(
+                    settings, f"reading {rng.run_key}", describe_error(exc)
+                ) from exc
             except KafkaError as exc:  # e.g. out of range: the offsets are gone
                 raise KafkaRangeError(f"cannot read {rng.run_key}: {exc}") from exc
             records = batches.get(tp)
@@ -259,10 +290,10 @@ def produce(
     """Send (key, value) messages, wait until all are acknowledged, and return how many."""
     check_topic(topic)
     failures: list[BaseException] = []
-    with _reachable(settings, f"producing to {topic}"):
-        producer = KafkaProducer(
-            **settings.client_config(), acks="all", linger_ms=PRODUCER_LINGER_MS
-        )
+    doing = f"producing to {topic}"
+    config = {**settings.client_config(), "acks": "all", "linger_ms": PRODUCER_LINGER_MS}
+    producer = _connect(settings, doing, KafkaProducer, **config)
+    with _reachable(settings, doing):
         try:
             sent = 0
             for key, value in messages:
@@ -273,18 +304,20 @@ def produce(
         finally:
             producer.close()
     if failures:
+        what = f"{len(failures)} of {sent} messages to {topic} not acknowledged"
+        if isinstance(failures[0], ACCESS_ERRORS):
+            raise access_denied(settings, doing, f"{what}: {describe_error(failures[0])}")
         error = BrokerUnavailable if isinstance(failures[0], UNREACHABLE_ERRORS) else KafkaError
-        raise error(
-            f"{len(failures)} of {sent} messages to {topic} not acknowledged: {failures[0]}"
-        )
+        raise error(settings.redact(f"{what}: {failures[0]}"))
     return sent
 
 
 def ensure_topic(settings: KafkaSettings, topic: str, partitions: int) -> bool:
     """Create the topic with the broker's default replication factor; False if it existed."""
     check_topic(topic)
-    with _reachable(settings, f"creating topic {topic}"):
-        admin = KafkaAdminClient(**settings.client_config())
+    doing = f"creating topic {topic}"
+    admin = _connect(settings, doing, KafkaAdminClient, **settings.client_config())
+    with _reachable(settings, doing):
         try:
             admin.create_topics([NewTopic(topic, partitions, BROKER_DEFAULT_REPLICATION)])
         except TopicAlreadyExistsError:

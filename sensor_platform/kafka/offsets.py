@@ -27,6 +27,12 @@ def cursor_key(topic: str, partition: int) -> str:
     return f"{topic}/{partition}"
 
 
+def split_key(key: str) -> tuple[str, int]:
+    """(topic, partition) of a cursor key `topic/partition` (topic names never hold a '/')."""
+    topic, partition = key.rsplit("/", 1)
+    return topic, int(partition)
+
+
 @dataclass(frozen=True)
 class OffsetRange:
     """Offsets [start, end) of one topic-partition: the work of one run."""

@@ -83,6 +83,14 @@ class KafkaSettings:
             **self.security,
         )
 
+    def redact(self, text: str) -> str:
+        """`text` with every secret of the security settings masked: for messages that quote
+        what a broker or library said."""
+        for key, value in self.security.items():
+            if value and any(marker in key for marker in _SECRET_MARKERS):
+                text = text.replace(str(value), MASK)
+        return text
+
     def __repr__(self) -> str:
         shown = {
             f.name: _masked(self.security) if f.name == "security" else getattr(self, f.name)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from hashlib import blake2b
 from itertools import accumulate
+from typing import NamedTuple
 
 import orjson
 import pyarrow as pa
@@ -48,8 +49,7 @@ REASONS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):  # a tuple: built once per Kafka record, 2x cheaper than a dataclass
     payload: bytes
     source: str  # "kafka:topic/partition/offset" or "simulator:<feed>"
     received_at: datetime  # tz-aware UTC; becomes ingest_time
@@ -77,16 +77,10 @@ def reading_id(device_id: str, metric: str, event_time_us: int) -> str:
 
 
 def _reading_ids(device_id: str, metrics: list[str], event_time_us: int) -> list[str]:
-    """reading_id of each metric of one device and time, sharing the hash of the device id."""
-    if len(metrics) == 1:
-        return [reading_id(device_id, metrics[0], event_time_us)]
-    device_hash = blake2b(f"{device_id}\x1f".encode(), digest_size=16)
-    ids = []
-    for metric in metrics:
-        hasher = device_hash.copy()
-        hasher.update(f"{metric}\x1f{event_time_us}".encode())
-        ids.append(hasher.hexdigest())
-    return ids
+    """reading_id of each metric of one device and time (the key built once per object: this
+    runs once per reading on the ingestion hot path)."""
+    prefix, suffix = f"{device_id}\x1f", f"\x1f{event_time_us}"
+    return [blake2b((prefix + m + suffix).encode(), digest_size=16).hexdigest() for m in metrics]
 
 
 def normalize_messages(
@@ -114,6 +108,8 @@ class _BatchColumns:
         self.serialize = orjson.dumps  # of the message being read: orjson or the stdlib fallback
         self.future_us = limits.future_tolerance // timedelta(microseconds=1)
         self.past_us = limits.past_horizon // timedelta(microseconds=1)
+        self.last_received_at: datetime | None = None
+        self.last_received_us = 0
         # one entry per object that produced readings
         self.rows: list[int] = []
         self.event_us: list[int] = []
@@ -138,7 +134,10 @@ class _BatchColumns:
         payload = message.payload
         if type(payload) is not bytes:
             payload = _payload_bytes(payload)
-        received_us = datetime_micros(message.received_at)
+        received_at = message.received_at
+        if received_at is not self.last_received_at:  # neighbours often share one datetime
+            self.last_received_at, self.last_received_us = received_at, datetime_micros(received_at)
+        received_us = self.last_received_us
         if len(payload) > self.limits.max_message_bytes:
             detail = f"{len(payload)} bytes (limit {self.limits.max_message_bytes})"
             self.quarantine(message, received_us, payload, "oversized", detail)

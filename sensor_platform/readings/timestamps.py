@@ -53,6 +53,9 @@ def timestamp_micros(value: object) -> int:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"epoch timestamp is not finite: {value}")
+        if value.is_integer() and abs(value) < SECONDS_BELOW:
+            # Whole seconds (the common case) are exact as integers; Decimal is 5x slower.
+            return int(value) * 1_000_000
         return _decimal_epoch_micros(Decimal(value))
     if isinstance(value, str):
         if len(value) > MAX_TIMESTAMP_CHARS:  # also keeps hostile strings out of the cache
