@@ -49,6 +49,7 @@ CHECKS = {
 JOBS = {
     "simulated_feed_job",
     "kafka_ingest_job",
+    "kafka_skip_range_job",
     "raw_job",
     "minute_job",
     "rollups_job",

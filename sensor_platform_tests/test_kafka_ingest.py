@@ -631,3 +631,47 @@ def test_simulated_fleet_through_kafka_to_the_warehouse(kafka_broker, tmp_path, 
         assert total == len(rows) == expected.num_rows, table
     con.close()
     assert pc.sum(expected["value"]).as_py() == pytest.approx(sum(r["value"] for r in rows))
+
+
+# -- a failed range is requested again, under a new run key and the same batch id ---------------
+
+
+def test_a_failed_range_is_requested_again_with_backoff_then_lands(
+    kafka_broker, tmp_path, monkeypatch
+):
+    topic = "ingest.retry"
+    settings = new_topic(kafka_broker, topic, 1)
+    good = orjson.dumps({"device_id": "d", "metric": "m", "value": 1.0, "ts": BASE.isoformat()})
+    produce(settings, topic, [(None, good)] * 3, partition=0)
+    resource = kafka_resource(kafka_broker.bootstrap, topics=[topic])
+    instance = dg.DagsterInstance.ephemeral()
+    first = tick(instance, resource)
+    [request] = first.run_requests
+    assert request.run_key == f"{topic}/0/0-3"
+    blocked = tmp_path / "a-file"  # a lake root under a file: landing fails
+    blocked.write_text("x")
+    assert not run_range(instance, request, resource, Lake(str(blocked / "lake")), False).success
+
+    second = tick(instance, resource, first.cursor)
+    assert second.run_requests == []  # backoff: not yet
+    assert json.loads(second.cursor)["retries"][f"{topic}/0"]["0-3"]["failures"] == 1
+
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    monkeypatch.setattr(
+        "sensor_platform.defs.kafka.datetime",
+        type("Later", (datetime,), {"now": classmethod(lambda cls, tz=None: later)}),
+    )
+    third = tick(instance, resource, second.cursor)
+    [retry] = third.run_requests
+    assert retry.run_key == f"{topic}/0/0-3#attempt-2"
+    assert retry.tags["sensor_platform/batch_id"] == request.tags["sensor_platform/batch_id"]
+    lake = Lake(str(tmp_path / "lake"))
+    assert run_range(instance, retry, resource, lake).success
+    state = json.loads(tick(instance, resource, third.cursor).cursor)
+    assert state["pending"] == {} and state["retries"] == {}
+    assert len(raw_rows_landed(lake)) == 3
+
+
+def raw_rows_landed(lake: Lake) -> list[dict]:
+    files = [f.path for f in lake.list_files(layout.LANDING)]
+    return lake.read_parquet(files, READING_SCHEMA).to_pylist()
