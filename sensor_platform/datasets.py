@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from sensor_platform.detection.schema import EPISODE_COLUMNS
 from sensor_platform.lake import layout
+from sensor_platform.quality.schema import EXCLUSION_COLUMNS
 from sensor_platform.readings.schema import QUARANTINE_COLUMNS, READING_COLUMNS
 from sensor_platform.rollups.schema import AGGREGATE_COLUMNS
 
@@ -238,6 +239,22 @@ REGISTRY = Registry(
                 "Per device, site, metric and UTC day, merged exactly from the hourly aggregates."
             ),
             quality=("consistency", "uniqueness", "completeness"),
+        ),
+        Dataset(
+            name="quality_exclusions",
+            prefix=layout.EXCLUSIONS,
+            partitioning="hourly",
+            columns=EXCLUSION_COLUMNS,
+            description=(
+                "What the quality gate kept out of each hour's aggregates: per device and metric, "
+                "the invalid readings (outside the physical range, a unit not allowed, too far "
+                "ahead of receipt) and, when more than the allowed share of a series was invalid, "
+                "the whole series. Written with the minute aggregates of the hour; raw keeps "
+                "every reading, and detection and alerts read them all."
+            ),
+            tier="silver",
+            table=True,
+            time_column="partition_hour",
         ),
         Dataset(
             name="sensor_anomalies",

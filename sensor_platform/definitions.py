@@ -4,7 +4,7 @@ dataset registry when Dagster loads the location (nothing is read or built at im
 import dagster as dg
 
 from sensor_platform.datasets import REGISTRY, Registry
-from sensor_platform.defs.aggregates import aggregate_assets
+from sensor_platform.defs.aggregates import aggregate_assets, exclusions_spec
 from sensor_platform.defs.alerts import alerts_definitions
 from sensor_platform.defs.anomalies import anomalies_asset
 from sensor_platform.defs.automation import automation_definitions
@@ -35,6 +35,7 @@ def build_definitions(settings: Settings, datasets: Registry = REGISTRY) -> dg.D
                 quarantine_spec(datasets.get("quarantined_messages")),
                 raw_asset(datasets.raw, partitions),
                 *aggregate_assets(datasets, partitions),
+                exclusions_spec(datasets.get("quality_exclusions"), partitions),
                 anomalies_asset(anomalies, datasets.raw, partitions),
             ],
             resources=build_resources(settings),

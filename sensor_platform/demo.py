@@ -14,15 +14,31 @@ from sensor_platform.settings import load_settings
 
 DEV_INSTANCE_YAML = """\
 # Local Dagster instance for `make demo` / `make ui` (SQLite under this folder, no server).
-# Production uses the repository's dagster.yaml (PostgreSQL) instead.
+# Production uses the repository's dagster.yaml (PostgreSQL) instead; the run queue, pools, run
+# retries and run monitoring behave the same in both.
 telemetry:
   enabled: false
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
 concurrency:
   pools:
     default_limit: 1
+# A run whose process died (killed, out of memory) is failed by its code server at once and run
+# again; a failing step is not (its failure would repeat).
 run_retries:
   enabled: true
   max_retries: 2
+  retry_on_asset_or_op_failure: false
+# Slots of pools held by a run that died are freed 10 s after it ended.
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  max_resume_run_attempts: 0
+  poll_interval_seconds: 10
+  free_slots_after_run_end_seconds: 10
 """
 
 

@@ -244,7 +244,12 @@ def test_production_instance_config_is_valid_and_limits_what_the_code_uses(tmp_p
     postgres = config["storage"]["postgres"]["postgres_db"]
     assert postgres["scheme"] == "postgresql+psycopg2"  # SQLAlchemy 2.1 would pick psycopg 3
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
-    assert config["run_retries"] == {"enabled": True, "max_retries": 2}
+    assert config["run_retries"] == {
+        "enabled": True,
+        "max_retries": 2,
+        "retry_on_asset_or_op_failure": False,
+    }
+    assert config["run_monitoring"]["free_slots_after_run_end_seconds"] == 10
     assert config["retention"]["sensor"]["purge_after_days"]["skipped"] == 7
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
     # the tag the limits name is the one the Kafka ingestion runs carry
@@ -259,7 +264,12 @@ def test_dev_instance_stays_embedded(tmp_path):
     # `make demo` / `make ui` keep their generated SQLite instance: no server settings in it
     (tmp_path / "dagster.yaml").write_text(DEV_INSTANCE_YAML)
     config, _ = dagster_instance_config(str(tmp_path))
-    assert "storage" not in config and "run_coordinator" not in config
+    assert "storage" not in config  # SQLite under DAGSTER_HOME
+    # ... and the same behaviour as production for what decides when runs start and recover
+    production = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    assert config["run_retries"] == production["run_retries"]
+    assert config["concurrency"]["pools"] == {"default_limit": 1}
+    assert config["run_monitoring"]["free_slots_after_run_end_seconds"] == 10
 
 
 # -- Dockerfile and .env.example -------------------------------------------------------------------

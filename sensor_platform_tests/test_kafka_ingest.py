@@ -17,7 +17,14 @@ from sensor_platform.datasets import REGISTRY
 from sensor_platform.defs.kafka import KafkaDataLost, kafka_ingest_job
 from sensor_platform.defs.partitions import Partitions
 from sensor_platform.defs.raw import raw_asset
-from sensor_platform.defs.resources import KafkaResource, LakeResource, PipelineResource
+from sensor_platform.defs.resources import (
+    AlertsResource,
+    AnomalyRulesResource,
+    KafkaResource,
+    LakeResource,
+    PipelineResource,
+    WarehouseResource,
+)
 from sensor_platform.kafka import client as kafka_client
 from sensor_platform.kafka.broker import start_local_broker
 from sensor_platform.kafka.client import ensure_topic, produce
@@ -165,6 +172,9 @@ def run_range(instance, request: dg.RunRequest, resource, lake: Lake, raise_on_e
             "kafka": resource,
             "lake": LakeResource(root=lake.root_uri),
             "pipeline": PipelineResource(),
+            "anomaly_rules": AnomalyRulesResource(),
+            "warehouse": WarehouseResource(url=f"duckdb:///{lake.full_path('warehouse.duckdb')}"),
+            "alerts": AlertsResource(),  # no channel: the fast alarm path has nothing to do
         },
         raise_on_error=raise_on_error,
     )

@@ -99,38 +99,51 @@ def metadata(evaluation) -> dict[str, object]:
     return {k: v.value for k, v in evaluation.metadata.items()}
 
 
-def test_an_error_on_raw_blocks_the_minute_partition_until_the_data_is_fixed(env):
+def minute_rows(env) -> list[dict]:
+    return env["warehouse"].read(REGISTRY.get("sensor_readings_minute").table_spec()).to_pylist()
+
+
+def test_an_error_on_raw_keeps_its_series_out_of_the_aggregates_until_fixed(env):
     lake, instance = env["lake"], env["instance"]
     bad = hour_rows(HOUR)
-    bad[5]["value"] = 5000.0  # an impossible temperature
+    bad[5]["value"] = 5000.0  # an impossible temperature: 1 of the series' 60 > 1 %
     land(lake, "batch-1", bad)
 
     result = run(env, partition_key=KEY)
-    assert not result.success
+    assert result.success  # nothing blocks: the gate keeps the bad series out instead
     checks = evaluations(result)
     validity = checks[("raw_sensor_readings", "validity")]
     assert not validity.passed and validity.severity == dg.AssetCheckSeverity.ERROR
-    assert validity.blocking
+    assert not validity.blocking
     figures = metadata(validity)
     failures = {(f["rule"], f["subject"]): f for f in figures["failures"]}
     assert set(failures) == {
         ("value_in_range", "temperature"),
         ("any_value_out_of_range", "temperature"),
     }
-    failure = failures[("value_in_range", "temperature")]
-    assert failure["unexpected_count"] == 1 and failure["element_count"] == 60
-    assert failure["unexpected_percent"] == pytest.approx(100 / 60)
-    assert failure["unexpected_sample"][0]["value"] == 5000.0
-    assert figures["partition"] == KEY and figures["rows_validated"] == 180
+    [series] = failures[("value_in_range", "temperature")]["unexpected_sample"]
+    assert (series["device_id"], series["out_of_range"], series["readings"]) == (DEVICE, 1, 60)
+    assert figures["partition"] == KEY and figures["rows_validated"] == 3  # 3 series
     assert figures["data_docs"].startswith("file://")
-    assert "5000" in open(figures["data_docs"][len("file://") :]).read()
     assert validity.description.startswith(f"ERROR on {KEY}")
     assert "temperature values outside [-90, 1000]" in validity.description
-    # The other raw checks ran and passed; the minute step never ran.
-    assert all(e.passed for k, e in checks.items() if k[1] != "validity")
-    assert instance.get_materialized_partitions(RAW) == {KEY}
-    assert instance.get_materialized_partitions(MINUTE) == set()
-    assert not lake.exists(REGISTRY.get("sensor_readings_minute").partition_file(HOUR))
+    # The series is out of the minute aggregates, the others are in, and the exclusion is
+    # published beside them; raw keeps every reading.
+    assert instance.get_materialized_partitions(MINUTE) == {KEY}
+    assert {r["metric"] for r in minute_rows(env)} == {"humidity", "co2"}
+    [excluded] = env["warehouse"].read(REGISTRY.get("quality_exclusions").table_spec()).to_pylist()
+    assert (excluded["device_id"], excluded["metric"], excluded["scope"]) == (
+        DEVICE,
+        "temperature",
+        "series",
+    )
+    [minute] = [
+        m.metadata
+        for m in result.asset_materializations_for_node("sensor_readings_minute")
+        if m.asset_key == MINUTE
+    ]
+    assert minute["series_left_out"].value == [f"{DEVICE} / temperature (2026-03-01 10:00)"]
+    assert lake.row_count(layout.raw_partition_file(HOUR)) == 180
 
     # Fix the data: the bad batch is replaced and the hour rebuilt from it.
     lake.delete(layout.raw_partition_file(HOUR))
@@ -141,7 +154,8 @@ def test_an_error_on_raw_blocks_the_minute_partition_until_the_data_is_fixed(env
     assert fixed_validity.passed and fixed_validity.severity == dg.AssetCheckSeverity.ERROR
     quality = {k: e for k, e in evaluations(fixed).items() if k[0] != "anomaly_alerts"}
     assert all(e.passed for e in quality.values())  # (alerts warn: no channel configured)
-    assert instance.get_materialized_partitions(MINUTE) == {KEY}
+    assert {r["metric"] for r in minute_rows(env)} == {"temperature", "humidity", "co2"}
+    assert env["warehouse"].read(REGISTRY.get("quality_exclusions").table_spec()).num_rows == 0
 
     history = env["warehouse"].read(RESULTS_TABLE).to_pylist()
     assert {r["run_id"] for r in history} == {result.run_id, fixed.run_id}
@@ -152,18 +166,14 @@ def test_an_error_on_raw_blocks_the_minute_partition_until_the_data_is_fixed(env
     }  # fmt: skip
     assert {r["severity"] for r in failed_rows} == {"error", "warn"}
     assert all(r["unexpected_count"] == 1 and r["check_passed"] is False for r in failed_rows)
-    # Both runs checked raw; only the fixed one reached the minute aggregates.
-    assets_per_run = {(r["run_id"], r["asset"]) for r in history}
-    assert (result.run_id, "sensor_readings_minute") not in assets_per_run
-    assert (fixed.run_id, "sensor_readings_minute") in assets_per_run
 
 
-def test_a_null_like_value_blocks_too(env):
+def test_a_null_like_value_is_an_error_and_stays_out(env):
     rows = hour_rows(HOUR)
     rows[0]["value"] = math.nan
     land(env["lake"], "batch-nan", rows)
     result = run(env, partition_key=KEY)
-    assert not result.success
+    assert result.success
     completeness = evaluations(result)[("raw_sensor_readings", "completeness")]
     assert not completeness.passed and completeness.severity == dg.AssetCheckSeverity.ERROR
     [failure] = metadata(completeness)["failures"]
@@ -172,7 +182,8 @@ def test_a_null_like_value_blocks_too(env):
         "value",
         1,
     )
-    assert env["instance"].get_materialized_partitions(MINUTE) == set()
+    # 1 of 60: above 1 %, the series stays out of the minutes
+    assert {r["metric"] for r in minute_rows(env)} == {"humidity", "co2"}
 
 
 def test_warnings_never_block(env):
@@ -220,13 +231,13 @@ def test_a_single_run_backfill_validates_every_partition_of_its_range(env):
         "dagster/asset_partition_range_end": "2026-03-01-12:00",
     }
     result = run(env, tags=tags)
-    assert not result.success  # the bad hour blocks the range's minute step
+    assert result.success  # the bad hour's temperature series stays out; nothing blocks
     validity = metadata(evaluations(result)[("raw_sensor_readings", "validity")])
-    assert validity["partitions_validated"] == 3 and validity["rows_validated"] == 540
+    assert validity["partitions_validated"] == 3 and validity["rows_validated"] == 9
     assert validity["partition"] == "2026-03-01-10:00 … 2026-03-01-12:00 (3 partitions)"
     assert validity["failed_partitions"] == ["2026-03-01-11:00"]
     failure = next(f for f in validity["failures"] if f["rule"] == "unit_allowed")
-    assert failure["element_count"] == 180 and failure["unexpected_count"] == 1
+    assert failure["element_count"] == 3 and failure["unexpected_count"] == 1
     assert failure["unexpected_sample"][0]["partition"] == "2026-03-01-11:00"
 
     history = env["warehouse"].read(RESULTS_TABLE).to_pylist()
@@ -236,7 +247,7 @@ def test_a_single_run_backfill_validates_every_partition_of_its_range(env):
         "2026-03-01-12:00",
     }
     assert {r["partition"] for r in history if not r["success"]} == {"2026-03-01-11:00"}
-    docs = env["lake"].list_files(f"{DOCS_PREFIX}/validations", suffix=".html")
+    docs = env["lake"].list_files(f"{DOCS_PREFIX}/validations/raw_sensor_readings", suffix=".html")
     assert len(docs) == 3 * len(suites_for(REGISTRY.raw, REGISTRY))
 
 

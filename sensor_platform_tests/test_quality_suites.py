@@ -181,10 +181,12 @@ def test_raw_validity_impossible_temperature_is_an_error(lake):
         ("any_value_out_of_range", "temperature"),
     }
     e = failures[("value_in_range", "temperature")]
-    assert (e.unexpected_count, e.element_count) == (1, 61)  # only temperature rows count
-    assert e.unexpected_percent == pytest.approx(100 / 61)
+    # judged per series: the one temperature series of the hour, 1 of its 61 readings (1.6 %)
+    assert (e.unexpected_count, e.element_count) == (1, 1)
     assert e.sample == failures[("any_value_out_of_range", "temperature")].sample
-    assert e.sample[0]["value"] == 5000.0 and e.sample[0]["unit"] == "°C"
+    [series] = e.sample
+    assert (series["device_id"], series["readings"], series["out_of_range"]) == ("D1", 61, 1)
+    assert series["out_of_range_share"] == pytest.approx(1 / 61)
     assert summary.severity == "error"
 
 
@@ -214,10 +216,10 @@ def test_raw_validity_wrong_unit_future_time_and_unknown_metric(lake):
         ("not_in_future", "event_time"),
         ("metric_known", "metric"),
     }
-    assert failures[("unit_allowed", "temperature")].unexpected_count == 10
-    assert {s["unit"] for s in failures[("unit_allowed", "temperature")].sample} == {"K"}
-    future = failures[("not_in_future", "event_time")]
-    assert future.unexpected_count == 1 and future.sample[0]["seconds_ahead_of_ingest"] == 3600
+    [units] = failures[("unit_allowed", "temperature")].sample
+    assert (units["device_id"], units["unit_not_allowed"], units["readings"]) == ("D1", 10, 60)
+    [future] = failures[("not_in_future", "event_time")].sample
+    assert (future["metric"], future["in_future"]) == ("humidity", 1)  # 1 of 60 > 1 %
     assert failures[("metric_known", "metric")].severity == "warn"
     assert failures[("metric_known", "metric")].sample[0]["metric"] == "pressure"
     assert summary.severity == "error"
@@ -258,12 +260,15 @@ def test_raw_timeliness_warns_when_too_many_readings_are_late(lake):
 
 
 def test_samples_stay_bounded_however_many_rows_fail(lake):
-    rows = clean_rows(HOUR)
-    for row in rows:
-        row["unit"] = "bogus"
+    rows = [
+        {**row, "device_id": f"D{d}", "unit": "bogus"}
+        for d in range(40)
+        for row in clean_rows(HOUR)
+        if row["metric"] == "temperature"
+    ]
     summary = _raw_summary(lake, rows, "validity")
     e = failed(summary)[("unit_allowed", "temperature")]
-    assert e.unexpected_count == 60 and len(e.sample) == RULES.sample_size
+    assert e.unexpected_count == 40 and len(e.sample) == RULES.sample_size
     assert len(json.dumps([list(x.sample) for x in summary.expectations])) < 40_000
 
 
@@ -325,7 +330,15 @@ def test_minute_integrity_minutes_must_cover_exactly_the_raw_hour(clean_lake):
     summary = run_checks(clean_lake, MINUTE, HOUR).summaries["integrity"]
     [(key, e)] = failed(summary).items()
     assert key == ("level_total_matches_raw", "reading_count") and e.severity == "error"
-    assert e.sample == ({"partition_start": HOUR.isoformat(), "raw_rows": 176, "level_total": 180},)
+    assert e.sample == (
+        {
+            "partition_start": HOUR.isoformat(),
+            "raw_rows": 176,
+            "left_out_by_gate": 0,
+            "raw_rows_kept": 176,
+            "level_total": 180,
+        },
+    )
 
 
 # -- hourly and daily rollups --------------------------------------------------------------------
@@ -373,9 +386,10 @@ def test_a_range_is_validated_partition_by_partition_and_merged(clean_lake):
     validity = report.summaries["validity"]
     assert validity.partitions == ("2026-03-01-09:00", "2026-03-01-10:00", "2026-03-01-11:00")
     assert validity.failed_partitions == ["2026-03-01-10:00"]
-    assert validity.rows == 540 and validity.partition_label.endswith("(3 partitions)")
+    # 3 series (device and metric) an hour, judged per series: 9 in the range, 3 temperature
+    assert validity.rows == 9 and validity.partition_label.endswith("(3 partitions)")
     e = failed(validity)[("value_in_range", "temperature")]
-    assert (e.unexpected_count, e.element_count) == (1, 180)
+    assert (e.unexpected_count, e.element_count) == (1, 3)
     assert e.sample[0]["partition"] == "2026-03-01-10:00"
 
     table = results_table(report.outcomes, run_id="run-1", checked_at=NOW)
@@ -387,7 +401,7 @@ def test_a_range_is_validated_partition_by_partition_and_merged(clean_lake):
         ("2026-03-01-10:00", "validity", "value_in_range"),
         ("2026-03-01-10:00", "validity", "any_value_out_of_range"),
     }
-    assert json.loads(bad_rows[0]["unexpected_sample"])[0]["value"] == 5000.0
+    assert json.loads(bad_rows[0]["unexpected_sample"])[0]["out_of_range"] == 1
     assert set(pc.unique(table["partition"]).to_pylist()) == set(validity.partitions)
 
 
@@ -426,8 +440,8 @@ def test_history_rows_round_trip_on_every_warehouse(clean_lake, results_spec):
         "validity",
     )
     assert row["severity"] == "error" and row["check_passed"] is False
-    assert row["unexpected_count"] == 1 and row["element_count"] == 60
-    assert json.loads(row["unexpected_sample"])[0]["unit"] == "°C"
+    assert row["unexpected_count"] == 1 and row["element_count"] == 1  # the temperature series
+    assert json.loads(row["unexpected_sample"])[0]["device_id"] == "D1"
     assert row["checked_at"] == NOW and row["run_id"] == "run-1"
 
 

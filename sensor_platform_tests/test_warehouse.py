@@ -428,3 +428,36 @@ def test_a_locked_duckdb_file_is_waited_for_then_reported(tmp_path, monkeypatch)
     finally:
         holder.wait(timeout=30)
     assert Warehouse(url).read(spec).equals(ordered(rows))
+
+
+HOLD_LOCK = """
+import sys, time
+from sensor_platform.warehouse.store import Warehouse
+with Warehouse(sys.argv[1]).exclusive(sys.argv[2]):
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_an_exclusive_lock_has_one_holder_and_dies_with_its_process(url):
+    import signal
+    import subprocess
+    import sys
+
+    name = f"lock_{uuid.uuid4().hex[:8]}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, url, name], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(WarehouseLockTimeout, match=name):
+            with Warehouse(url, lock_timeout_s=1).exclusive(name):
+                pass
+        holder.send_signal(signal.SIGKILL)  # a worker killed while it holds the lock
+        holder.wait()
+        # the lock went with the process: taken at once (a lease would still run for minutes)
+        with Warehouse(url, lock_timeout_s=5).exclusive(name):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()

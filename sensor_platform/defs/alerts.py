@@ -11,15 +11,24 @@ from sensor_platform.datasets import Dataset
 from sensor_platform.defs.aggregates import RECOMPUTE_ON_UPSTREAM_CHANGE
 from sensor_platform.defs.metadata import OWNERS, table_schema
 from sensor_platform.defs.partitions import Partitions, partition_starts
-from sensor_platform.defs.resources import AlertsResource, LakeResource, WarehouseResource
+from sensor_platform.defs.resources import (
+    AlertsResource,
+    AnomalyRulesResource,
+    LakeResource,
+    WarehouseResource,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from sensor_platform.lake.store import Lake
     from sensor_platform.notify.report import AlertReport
 
 ALERTS = "anomaly_alerts"
 ALERTS_JOB = "anomaly_alerts_job"
+# Planning and sending take this warehouse-wide lock: two runs never plan one notice twice (and
+# an `attempting` row is always its holder's), and a run killed while sending holds it no longer.
+ALERT_LOCK = "anomaly_alerts"
 NO_CHANNEL = (
     "no alert channel configured: set SENSOR_DISCORD_WEBHOOK_URL, SENSOR_SLACK_WEBHOOK_URL or "
     "SENSOR_ALERT_WEBHOOK_URL"
@@ -35,7 +44,6 @@ def alerts_asset(anomalies: Dataset, partitions: Partitions) -> dg.AssetsDefinit
         deps=[anomalies.name],
         backfill_policy=dg.BackfillPolicy.single_run(),
         automation_condition=RECOMPUTE_ON_UPSTREAM_CHANGE,
-        pool="anomaly_alerts",  # one alert run at a time: two could both find a notice due
         group_name="anomalies",
         kinds={"python", "sql"},
         owners=OWNERS,
@@ -68,15 +76,30 @@ def alerts_asset(anomalies: Dataset, partitions: Partitions) -> dg.AssetsDefinit
         channel: the ledger table anomaly_alert_ledger records every step of every delivery, so
         re-runs send nothing twice that was sent, a notice a channel did not take is due again,
         and a notice that may have arrived twice is counted."""
-        from sensor_platform.notify.ledger import AlertLedger
-        from sensor_platform.notify.planning import send_alerts
-
         hours = partition_starts(anomalies, context.partition_time_window)
         episodes = recent_episodes(lake, anomalies, hours, alerts.lookback_hours)
-        setup = alerts.channel_setup()
-        report = send_alerts(
+        report = announce(context, episodes, warehouse, alerts)
+        return _alert_result(context, report)
+
+    return anomaly_alerts
+
+
+def announce(
+    context: dg.OpExecutionContext,
+    episodes: "pa.Table",
+    warehouse: WarehouseResource,
+    alerts: AlertsResource,
+) -> "AlertReport":
+    """Plan the notices due for `episodes` against the ledger and send them, holding the alert
+    lock (see ALERT_LOCK)."""
+    from sensor_platform.notify.ledger import AlertLedger
+    from sensor_platform.notify.planning import send_alerts
+
+    wh, setup = warehouse.warehouse(), alerts.channel_setup()
+    with wh.exclusive(ALERT_LOCK):
+        return send_alerts(
             episodes,
-            AlertLedger(warehouse.warehouse()),
+            AlertLedger(wh),
             setup.channels,
             now=datetime.now(UTC),
             max_age=alerts.max_age,
@@ -85,9 +108,41 @@ def alerts_asset(anomalies: Dataset, partitions: Partitions) -> dg.AssetsDefinit
             run_id=context.run.run_id,
             config_errors=setup.errors,
         )
-        return _alert_result(context, report)
 
-    return anomaly_alerts
+
+def announce_batch(
+    context: dg.OpExecutionContext,
+    store: "Lake",
+    batch: "pa.Table",
+    anomaly_rules: AnomalyRulesResource,
+    warehouse: WarehouseResource,
+    alerts: AlertsResource,
+) -> dict[str, object]:
+    """The fast path: run the rules that need no history (detection/fast.py) on the devices of a
+    batch that just landed, and announce their episodes at once. Never fails the landing: what
+    could not be announced here is due to the hourly alert run. Returns run metadata."""
+    from sensor_platform.detection.fast import batch_episodes
+
+    if not alerts.channel_setup().configured or batch.num_rows == 0:
+        return {}
+    now = datetime.now(UTC)
+    since = now - alerts.max_age if alerts.max_age is not None else None
+    try:
+        episodes = batch_episodes(store, batch, anomaly_rules.rules(), since=since)
+        if episodes.num_rows == 0:
+            return {"fast_alerts": "no episode"}
+        report = announce(context, episodes, warehouse, alerts)
+    except Exception as exc:  # the batch is landed; the hourly alert run announces the rest
+        context.log.warning(f"fast alerts not sent ({type(exc).__name__}: {exc}); the hourly "
+                            "alert run will announce what is due")  # fmt: skip
+        return {"fast_alerts": f"not sent: {type(exc).__name__}"}
+    for problem in report.problems:
+        context.log.error(f"fast alerts: {problem}")
+    return {
+        "fast_alerts_sent": report.sent,
+        "fast_alerts_pending": report.pending,
+        "fast_alert_episodes": report.episodes,
+    }
 
 
 def recent_episodes(
@@ -172,7 +227,12 @@ def _alert_result(context: dg.AssetExecutionContext, report: "AlertReport") -> d
 
 def alerts_definitions(anomalies: Dataset, partitions: Partitions) -> dg.Definitions:
     """The alerts asset, its job, and the schedule that retries pending deliveries."""
-    job = dg.define_asset_job(ALERTS_JOB, selection=[ALERTS], partitions_def=partitions.hourly)
+    job = dg.define_asset_job(
+        ALERTS_JOB,
+        selection=[ALERTS],
+        partitions_def=partitions.hourly,
+        executor_def=dg.in_process_executor,
+    )
 
     @dg.schedule(
         job=job,

@@ -31,13 +31,14 @@ def automation_definitions(
 ) -> dg.Definitions:
     raw = datasets.raw
     finest = [d for d in datasets.aggregates if d.source == raw.name]
-    # Raw, the level computed from it, anomalies and alerts run together: a blocking check on raw
-    # stops bad data right there, and a reading that breaks a rule is announced in the run that
-    # lands it.
+    # Raw, the level computed from it, anomalies and alerts run together, one run per hour, its
+    # steps in the run's own process (a subprocess per step costs seconds each). No step waits
+    # for quality: the gate keeps bad readings out of the aggregates, alarms read them all.
     raw_job = dg.define_asset_job(
         "raw_job",
         selection=[raw.name, *(d.name for d in finest), "sensor_anomalies", ALERTS],
         partitions_def=partitions.of(raw),
+        executor_def=dg.in_process_executor,
     )
     jobs, schedules = (
         [raw_job],
@@ -49,6 +50,7 @@ def automation_definitions(
             job_name,
             selection=[d.name for d in levels],
             partitions_def=getattr(partitions, partitioning),
+            executor_def=dg.in_process_executor,
         )
         jobs.append(job)
         schedules.append(
@@ -56,8 +58,25 @@ def automation_definitions(
         )
     return dg.Definitions(
         jobs=jobs,
-        sensors=[raw_partitions_sensor(raw, partitions, raw_job, raw_sensor_interval_seconds)],
+        sensors=[
+            raw_partitions_sensor(raw, partitions, raw_job, raw_sensor_interval_seconds),
+            automation_sensor("platform_automation_sensor"),
+        ],
         schedules=schedules,
+    )
+
+
+def automation_sensor(name: str) -> dg.AutomationConditionSensorDefinition:
+    """Declarative automation for every asset of the code location, running from the start:
+    Dagster's own default sensor is off until someone turns it on, and then the hour and day
+    aggregates (and the dbt models) would never be built on their own."""
+    return dg.AutomationConditionSensorDefinition(
+        name,
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+        description="Evaluates the assets' automation conditions (recompute when upstream "
+        "changes) every 30 s and launches the runs they ask for.",
     )
 
 
@@ -74,18 +93,28 @@ def raw_partitions_sensor(
     def raw_partitions_sensor(
         context: dg.SensorEvaluationContext, lake: LakeResource
     ) -> dg.SensorResult:
-        """Asks for a raw partition run for every hour with landed batches not yet merged. The
-        run key names the hour and the exact set of waiting files, so a set is requested once."""
+        """Asks for a raw partition run for every hour with landed batches not yet merged, at most
+        one queued or running per hour: batches that land meanwhile join the next run. The run
+        key names the hour and the exact set of waiting files, so a set is requested once."""
         from sensor_platform.lake.compaction import pending_landing
 
-        requests, outside = [], []
-        for hour, files in sorted(pending_landing(lake.lake()).items()):
+        pending = pending_landing(lake.lake())
+        busy = _hours_in_flight(
+            context.instance, raw_job.name, [raw.partition_key(h) for h in pending]
+        )
+        requests, outside, waiting = [], [], []
+        for hour, files in sorted(pending.items()):
             key = raw.partition_key(hour)
             if not hourly.has_partition_key(key):
                 outside.append(key)
                 continue
+            if key in busy:
+                waiting.append(key)
+                continue
             digest = hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
             requests.append(dg.RunRequest(partition_key=key, run_key=f"raw/{key}/{digest}"))
+        if waiting:
+            context.log.info(f"hours with a raw run queued or running, asked for later: {waiting}")
         if outside:
             context.log.warning(
                 f"landed readings for hours outside the partitions ({', '.join(outside[:5])}"
@@ -97,6 +126,24 @@ def raw_partitions_sensor(
         return dg.SensorResult(run_requests=requests)
 
     return raw_partitions_sensor
+
+
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def _hours_in_flight(instance: dg.DagsterInstance, job_name: str, keys: list[str]) -> set[str]:
+    """The partition keys among `keys` that a run of the job is queued for or running."""
+    if not keys:
+        return set()
+    runs = instance.get_runs(
+        dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT, tags={"dagster/partition": keys})
+    )
+    return {run.tags.get("dagster/partition") for run in runs}
 
 
 Plan = Callable[[dg.DagsterInstance, datetime], list[str]]

@@ -21,6 +21,7 @@ from sensor_platform.analytics.dbt_project import (
     project_dir,
 )
 from sensor_platform.defs.aggregates import RECOMPUTE_ON_UPSTREAM_CHANGE
+from sensor_platform.defs.automation import automation_sensor
 from sensor_platform.defs.metadata import OWNERS
 from sensor_platform.defs.partitions import Partitions
 from sensor_platform.defs.resources import WarehouseResource, build_resources
@@ -141,6 +142,7 @@ def dbt_definitions(settings: Settings) -> dg.Definitions:
                 "analytics_job", selection=[models], partitions_def=models.partitions_def
             )
         ],
+        sensors=[automation_sensor("analytics_automation_sensor")],
         resources={
             "warehouse": warehouse,
             "dbt": DbtWarehouseResource(warehouse=warehouse, project_dir=str(folder)),

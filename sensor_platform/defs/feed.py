@@ -10,7 +10,14 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from sensor_platform.defs.landing import BATCH_ID_TAG, land_messages
-from sensor_platform.defs.resources import FleetResource, LakeResource, PipelineResource
+from sensor_platform.defs.resources import (
+    AlertsResource,
+    AnomalyRulesResource,
+    FleetResource,
+    LakeResource,
+    PipelineResource,
+    WarehouseResource,
+)
 from sensor_platform.settings import Settings
 
 MAX_WINDOW = timedelta(minutes=15)
@@ -44,6 +51,9 @@ def land_simulated_window(
     lake: LakeResource,
     fleet: FleetResource,
     pipeline: PipelineResource,
+    anomaly_rules: AnomalyRulesResource,
+    warehouse: WarehouseResource,
+    alerts: AlertsResource,
 ) -> None:
     """Generate the simulated fleet's messages received in the window and land them."""
     from sensor_platform.readings.normalize import Message
@@ -63,10 +73,20 @@ def land_simulated_window(
             late_rate=fleet.late_rate,
         )
     )
-    land_messages(context, lake.lake(), feed_batch_id(start, end), messages, pipeline.limits())
+    land_messages(
+        context,
+        feed_batch_id(start, end),
+        messages,
+        lake=lake,
+        pipeline=pipeline,
+        anomaly_rules=anomaly_rules,
+        warehouse=warehouse,
+        alerts=alerts,
+    )
 
 
-@dg.job(tags=FEED_TAGS)
+# A landing is one short step: run it in the run's own process (no subprocess per step).
+@dg.job(tags=FEED_TAGS, executor_def=dg.in_process_executor)
 def simulated_feed_job():
     land_simulated_window()
 

@@ -20,7 +20,14 @@ import dagster as dg
 
 from sensor_platform.defs.landing import BATCH_ID_TAG, land_messages
 from sensor_platform.defs.metadata import OWNERS
-from sensor_platform.defs.resources import KafkaResource, LakeResource, PipelineResource
+from sensor_platform.defs.resources import (
+    AlertsResource,
+    AnomalyRulesResource,
+    KafkaResource,
+    LakeResource,
+    PipelineResource,
+    WarehouseResource,
+)
 from sensor_platform.kafka.attempts import Attempt, Landed, parse_run_key
 from sensor_platform.kafka.cursor import IngestCursor, SkipRequest
 from sensor_platform.kafka.offsets import OffsetRange, split_key
@@ -53,6 +60,9 @@ def land_kafka_range(
     kafka: KafkaResource,
     lake: LakeResource,
     pipeline: PipelineResource,
+    anomaly_rules: AnomalyRulesResource,
+    warehouse: WarehouseResource,
+    alerts: AlertsResource,
 ) -> None:
     """Read exactly [start, end) of one topic-partition, normalize it and land it under a batch id
     named by the range; malformed messages go to quarantine with their topic/partition/offset."""
@@ -78,11 +88,20 @@ def land_kafka_range(
             f"{exc}. If the broker no longer holds these offsets, the ingestion sensor reports "
             "the gap and follows its on_gap policy."
         ) from exc
-    batch_id = Attempt(rng, config.epoch).batch_id
-    land_messages(context, lake.lake(), batch_id, messages, pipeline.limits())
+    land_messages(
+        context,
+        Attempt(rng, config.epoch).batch_id,
+        messages,
+        lake=lake,
+        pipeline=pipeline,
+        anomaly_rules=anomaly_rules,
+        warehouse=warehouse,
+        alerts=alerts,
+    )
 
 
-@dg.job(tags=KAFKA_TAGS)
+# A landing is one short step: run it in the run's own process (no subprocess per step).
+@dg.job(tags=KAFKA_TAGS, executor_def=dg.in_process_executor)
 def kafka_ingest_job():
     land_kafka_range()
 

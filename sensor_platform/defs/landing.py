@@ -1,4 +1,5 @@
-"""The landing step shared by every feed: normalize messages, land them, report what happened."""
+"""The landing step shared by every feed: normalize messages, land them, announce what the fast
+alarm rules find in them, and report what happened."""
 
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -6,12 +7,19 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from sensor_platform.datasets import PARTITION_KEY_FORMAT, Dataset
+from sensor_platform.defs.alerts import announce_batch
 from sensor_platform.defs.metadata import OWNERS, dataset_metadata, dataset_tags
+from sensor_platform.defs.resources import (
+    AlertsResource,
+    AnomalyRulesResource,
+    LakeResource,
+    PipelineResource,
+    WarehouseResource,
+)
 
 if TYPE_CHECKING:
     from sensor_platform.lake.landing import LandingReport
-    from sensor_platform.lake.store import Lake
-    from sensor_platform.readings.normalize import Message, NormalizeLimits
+    from sensor_platform.readings.normalize import Message
 
 QUARANTINE_ASSET = dg.AssetKey("quarantined_messages")
 BATCH_ID_TAG = "sensor_platform/batch_id"
@@ -19,23 +27,34 @@ BATCH_ID_TAG = "sensor_platform/batch_id"
 
 def land_messages(
     context: dg.OpExecutionContext,
-    lake: "Lake",
     batch_id: str,
     messages: Iterable["Message"],
-    limits: "NormalizeLimits",
+    *,
+    lake: LakeResource,
+    pipeline: PipelineResource,
+    anomaly_rules: AnomalyRulesResource,
+    warehouse: WarehouseResource,
+    alerts: AlertsResource,
 ) -> "LandingReport":
-    """Normalize and land one batch; log its figures and a quarantine materialization."""
+    """Normalize and land one batch, then announce the fast rules' episodes of its devices right
+    away (thresholds, device faults); log its figures and a quarantine materialization. The batch
+    is landed whatever the alerts do: an alert that could not go out here is due to the hourly
+    alert run."""
     import pyarrow.compute as pc
 
     from sensor_platform.lake.landing import land_batch
     from sensor_platform.readings.normalize import normalize_messages
 
-    normalized = normalize_messages(messages, batch_id=batch_id, limits=limits)
-    report = land_batch(lake, batch_id, normalized.readings, normalized.quarantine)
+    store = lake.lake()
+    normalized = normalize_messages(messages, batch_id=batch_id, limits=pipeline.limits())
+    report = land_batch(store, batch_id, normalized.readings, normalized.quarantine)
     reasons = {
         row["values"]: row["counts"]
         for row in pc.value_counts(normalized.quarantine["reason"]).to_pylist()
     }
+    fast_alerts = announce_batch(
+        context, store, normalized.readings, anomaly_rules, warehouse, alerts
+    )
     context.add_output_metadata(
         {
             "batch_id": batch_id,
@@ -46,6 +65,7 @@ def land_messages(
                 {h.strftime(PARTITION_KEY_FORMAT["hourly"]): n for h, n in report.hours.items()}
             ),
             "bytes_written": report.bytes_written,
+            **fast_alerts,
         }
     )
     if report.quarantined:

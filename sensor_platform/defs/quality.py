@@ -46,15 +46,13 @@ EXPECTATION_COLUMNS = dg.TableSchema(
 
 def quality_checks(datasets: Registry, dataset: Dataset) -> dg.AssetChecksDefinition:
     """One Dagster check per quality dimension of `dataset`, run together over the partitions the
-    run materialized. Checks on raw readings are blocking: an ERROR stops the assets downstream
-    in the same run; WARN failures never block."""
+    run materialized. No check blocks: alarms never wait for quality, and what must not reach
+    the aggregates is kept out by the quality gate on every path (defs/aggregates.py)."""
     suites = suites_for(dataset, datasets)
-    blocking = not dataset.is_aggregate
     specs = [
         dg.AssetCheckSpec(
             suite.dimension,
             asset=dataset.name,
-            blocking=blocking,
             description=f"{suite.dimension.capitalize()}: {suite.description}",
             metadata={"quality_dimension": suite.dimension, "gx_suite": suite.name},
         )

@@ -162,7 +162,9 @@ def detect_episodes(
         con.execute(
             "CREATE TEMP TABLE ctx AS SELECT device_id, site_id, metric, value, unit, "
             "status_code, event_time FROM source "
-            "WHERE event_time >= $start AND event_time < $end",
+            # raw holds finite values only (the normalizer quarantines the rest); a file written
+            # by another tool might not, and one NaN must not stop every alarm of the hour
+            "WHERE event_time >= $start AND event_time < $end AND isfinite(value)",
             {"start": window_start - rules.lookback, "end": window_end},
         )
         con.register(

@@ -7,6 +7,7 @@ Layout (relative to the lake root; the datasets and their folders are listed in 
     raw/sensor_readings/date=YYYY-MM-DD/hour=HH/part-0.parquet          one hour of readings
     aggregates/<level>/date=YYYY-MM-DD[/hour=HH]/part-0.parquet         one partition of a level
     anomalies/date=YYYY-MM-DD/hour=HH/part-0.parquet                    anomaly episodes
+    quality/exclusions/date=YYYY-MM-DD/hour=HH/part-0.parquet           kept out of aggregates
 
 Device and site ids never appear in a path: they are data.
 """
@@ -18,6 +19,7 @@ LANDING = "landing/sensor_readings"
 QUARANTINE = "quarantine"
 RAW = "raw/sensor_readings"
 ANOMALIES = "anomalies"
+EXCLUSIONS = "quality/exclusions"
 PART_FILE = "part-0.parquet"
 
 # Batch ids name files, so they are restricted to a safe alphabet; callers build them from

@@ -17,15 +17,23 @@ import pyarrow.dataset as ds
 
 from sensor_platform.datasets import Dataset, Registry
 from sensor_platform.lake.store import Lake
-from sensor_platform.quality.rules import FleetRegistry
+from sensor_platform.quality.gate import Gate
+from sensor_platform.quality.rules import FleetRegistry, QualityRules
 from sensor_platform.readings.schema import READING_SCHEMA
 from sensor_platform.rollups.schema import AGGREGATE_SCHEMA
 
 READINGS_SQL = """
 SELECT device_id, site_id, metric, unit, value, status_code, event_time, ingest_time, source,
-       reading_id,
-       epoch(event_time) - epoch(ingest_time) AS seconds_ahead_of_ingest
+       reading_id
 FROM raw
+"""
+
+SERIES_SQL = """
+SELECT device_id, site_id, metric, readings, invalid, out_of_range, unit_not_allowed, in_future,
+       out_of_range / readings AS out_of_range_share,
+       unit_not_allowed / readings AS unit_not_allowed_share,
+       in_future / readings AS in_future_share
+FROM gate_series
 """
 
 LATE_SHARE_SQL = """
@@ -95,37 +103,57 @@ def partition_frames(
     dataset: Dataset,
     start: datetime,
     fleet: FleetRegistry,
+    rules: QualityRules,
     now: datetime,
 ) -> dict[str, pd.DataFrame]:
     """The frames the suites of `dataset` validate for its partition starting at `start`."""
     if not dataset.is_aggregate:
-        return raw_frames(lake, dataset, start)
+        return raw_frames(lake, dataset, start, rules)
     source = datasets.get(dataset.source)
     if source.is_aggregate:
         return rollup_frames(lake, dataset, source, start, now)
-    return finest_level_frames(lake, dataset, source, start, fleet, now)
+    return finest_level_frames(lake, datasets, dataset, source, start, fleet, now)
 
 
-def raw_frames(lake: Lake, raw: Dataset, hour: datetime) -> dict[str, pd.DataFrame]:
-    """`readings` (one row per reading, with seconds_ahead_of_ingest) and `late_share` (one row)."""
+def raw_frames(
+    lake: Lake, raw: Dataset, hour: datetime, rules: QualityRules
+) -> dict[str, pd.DataFrame]:
+    """`readings` (one row per reading), `series` (one row per
+    device and metric: the quality gate's counts of invalid readings and their shares) and
+    `late_share` (one row)."""
+    source = _source(lake, [raw.partition_file(hour)], READING_SCHEMA)
     with _connection() as con:
-        con.register("raw", _source(lake, [raw.partition_file(hour)], READING_SCHEMA))
+        con.register("raw", source)
+        con.register("gate_series", Gate(rules).series(source))
         params = {"hour": hour, "hour_end": hour + raw.partition_length}
         return {
             "readings": _frame(con.execute(READINGS_SQL)),
+            "series": _frame(con.execute(SERIES_SQL)),
             "late_share": _frame(con.execute(LATE_SHARE_SQL, params)),
         }
 
 
 def finest_level_frames(
-    lake: Lake, level: Dataset, raw: Dataset, start: datetime, fleet: FleetRegistry, now: datetime
+    lake: Lake,
+    datasets: Registry,
+    level: Dataset,
+    raw: Dataset,
+    start: datetime,
+    fleet: FleetRegistry,
+    now: datetime,
 ) -> dict[str, pd.DataFrame]:
     """The level computed straight from raw readings: `level` (its rows), `coverage` (per device
     and metric over the part of the partition that has elapsed) and `totals` (the raw rows of the
-    partition next to the total of the level's reading counts)."""
+    partition, those the quality gate left out, and the total of the level's reading counts)."""
     end = start + level.partition_length
     raw_files = [p for p in raw.files_in(start, end) if lake.exists(p)]
     raw_rows = sum(lake.row_count(p) for p in raw_files)
+    exclusions = datasets.get("quality_exclusions")
+    excluded = [p for p in exclusions.files_in(start, end) if lake.exists(p)]
+    left_out = sum(
+        r["readings"] if r["scope"] == "series" else r["invalid_readings"]
+        for r in lake.read_parquet(excluded, exclusions.schema).to_pylist()
+    )
     elapsed = max(0.0, min(end - start, now - start).total_seconds())
     with _connection() as con:
         con.register("agg", _source(lake, [level.partition_file(start)]))
@@ -140,6 +168,8 @@ def finest_level_frames(
         {
             "partition_start": [start],
             "raw_rows": [raw_rows],
+            "left_out_by_gate": [left_out],
+            "raw_rows_kept": [raw_rows - left_out],
             "level_total": [int(rows["reading_count"].sum())],
         }
     )

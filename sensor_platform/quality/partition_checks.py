@@ -44,7 +44,7 @@ def check_partitions(
         outcomes = []
         for window in windows:
             partition = dataset.partition_key(window)
-            data = partition_frames(lake, datasets, dataset, window, fleet, now)
+            data = partition_frames(lake, datasets, dataset, window, fleet, rules, now)
             for suite in suites:
                 outcomes.append(
                     validator.validate(

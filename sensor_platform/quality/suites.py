@@ -71,24 +71,29 @@ def raw_completeness(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
 
 
 def raw_validity(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
-    mostly = 1.0 - rules.max_invalid_share
+    """Per series (device and metric) of the hour, as the quality gate judges it: an ERROR names
+    the series the aggregates left out (more than max_invalid_share invalid), a WARN the series
+    whose few invalid readings alone were left out."""
     share = f"{rules.max_invalid_share:.1%}"
     found = []
     for metric, rule in rules.metrics.items():
-        bounds = dict(min_value=rule.minimum, max_value=rule.maximum, **_metric_condition(metric))
-        units = dict(value_set=list(rule.units), **_metric_condition(metric))
+        where = _metric_condition(metric)
         span, allowed = f"[{rule.minimum:g}, {rule.maximum:g}]", ", ".join(rule.units)
         found += [
             _expect(rules, "ExpectColumnValuesToBeBetween", "value_in_range", metric,
-                    f"at most {share} of {metric} values outside {span}",
-                    column="value", mostly=mostly, **bounds),
+                    f"at most {share} of a device's {metric} values outside {span} (else its "
+                    "series is left out of the hour's aggregates)",
+                    column="out_of_range_share", max_value=rules.max_invalid_share, **where),
             _expect(rules, "ExpectColumnValuesToBeBetween", "any_value_out_of_range", metric,
-                    f"every {metric} value inside {span}", column="value", **bounds),
-            _expect(rules, "ExpectColumnValuesToBeInSet", "unit_allowed", metric,
-                    f"at most {share} of {metric} units outside {{{allowed}}}",
-                    column="unit", mostly=mostly, **units),
-            _expect(rules, "ExpectColumnValuesToBeInSet", "any_unit_not_allowed", metric,
-                    f"every {metric} unit in {{{allowed}}}", column="unit", **units),
+                    f"every {metric} value inside {span} (values outside are left out)",
+                    column="out_of_range", max_value=0, **where),
+            _expect(rules, "ExpectColumnValuesToBeBetween", "unit_allowed", metric,
+                    f"at most {share} of a device's {metric} units outside {{{allowed}}} (else "
+                    "its series is left out)",
+                    column="unit_not_allowed_share", max_value=rules.max_invalid_share, **where),
+            _expect(rules, "ExpectColumnValuesToBeBetween", "any_unit_not_allowed", metric,
+                    f"every {metric} unit in {{{allowed}}} (other units are left out)",
+                    column="unit_not_allowed", max_value=0, **where),
         ]  # fmt: skip
     tolerance = rules.future_tolerance_seconds
     return found + [
@@ -96,8 +101,9 @@ def raw_validity(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
                 "every metric has a rule in the quality rules", column="metric",
                 value_set=sorted(rules.metrics)),
         _expect(rules, "ExpectColumnValuesToBeBetween", "not_in_future", "event_time",
-                f"event_time at most {tolerance:g} s after ingest_time",
-                column="seconds_ahead_of_ingest", max_value=tolerance),
+                f"at most {share} of a series' event times more than {tolerance:g} s after their "
+                "ingest_time (later ones are left out)",
+                column="in_future_share", max_value=rules.max_invalid_share),
     ]  # fmt: skip
 
 
@@ -165,8 +171,8 @@ def cadence_coverage(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
 def level_integrity(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
     return [
         _expect(rules, "ExpectColumnPairValuesToBeEqual", "level_total_matches_raw",
-                "reading_count", "the reading counts add up to the raw rows of the partition",
-                column_A="raw_rows", column_B="level_total"),
+                "reading_count", "the reading counts add up to the raw rows of the partition "
+                "that the quality gate kept", column_A="raw_rows_kept", column_B="level_total"),
     ]  # fmt: skip
 
 
@@ -178,6 +184,10 @@ def finer_windows_present(rules: QualityRules, registry: FleetRegistry) -> list[
 
 
 READING_SAMPLE = ("device_id", "site_id", "metric", "value", "unit", "event_time", "reading_id")
+SERIES_SAMPLE = (
+    "device_id", "site_id", "metric", "readings", "out_of_range", "unit_not_allowed", "in_future",
+    "out_of_range_share", "unit_not_allowed_share", "in_future_share",
+)  # fmt: skip
 LEVEL_SAMPLE = (*WINDOW_KEY, "reading_count", "min_value", "mean_value", "max_value")
 
 
@@ -200,10 +210,11 @@ def _raw_suites(asset: str) -> list[SuiteDefinition]:
             READING_SAMPLE + ("source",), raw_completeness,
         ),
         SuiteDefinition(
-            asset, "validity", "readings",
-            "Values inside physical ranges and units from the allowed set per metric; "
-            "event times not after ingest_time plus the tolerance.",
-            READING_SAMPLE + ("ingest_time", "seconds_ahead_of_ingest"), raw_validity,
+            asset, "validity", "series",
+            "Per device and metric: values inside the physical range, units from the allowed "
+            "set, event times not after ingest_time plus the tolerance. Invalid readings stay out "
+            "of the aggregates; a series with too many stays out whole (quality_exclusions).",
+            SERIES_SAMPLE, raw_validity,
         ),
         SuiteDefinition(
             asset, "uniqueness", "readings", "reading_id is unique.",
@@ -249,7 +260,8 @@ def _level_suites(level: Dataset, source: Dataset) -> dict[str, SuiteDefinition]
         suites["integrity"] = SuiteDefinition(
             asset, "integrity", "totals",
             f"The aggregates cover exactly the {source.name} partitions they come from.",
-            ("partition_start", "raw_rows", "level_total"), level_integrity,
+            ("partition_start", "raw_rows", "left_out_by_gate", "raw_rows_kept", "level_total"),
+            level_integrity,
         )  # fmt: skip
     else:
         suites["completeness"] = SuiteDefinition(

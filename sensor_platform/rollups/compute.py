@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 import pyarrow as pa
@@ -158,18 +159,30 @@ ORDER BY window_start, p.device_id, p.site_id NULLS LAST, p.metric
 """
 
 
+class ReadingFilter(Protocol):
+    """Readings to leave out (quality.gate.ReadingFilter): creates the view `raw_readings` over
+    `unfiltered_readings`."""
+
+    def create_view(self, con: duckdb.DuckDBPyConnection) -> None: ...
+
+
 def minute_aggregates(
     raw: Source,
     cadences: dict[str, int],
     *,
+    keep: ReadingFilter | None = None,
     memory_limit: str = "1GB",
     threads: int = 2,
 ) -> pa.Table:
-    """Aggregate raw readings (READING_SCHEMA) per device, site, metric and UTC minute."""
+    """Aggregate raw readings (READING_SCHEMA) per device, site, metric and UTC minute; with
+    `keep`, only the readings its view lets through."""
     cadence_table = _cadence_table(cadences)
     with _connection(memory_limit, threads) as con:
-        if not _register_source(con, "raw_readings", raw):
+        source = "raw_readings" if keep is None else "unfiltered_readings"
+        if not _register_source(con, source, raw):
             return empty_aggregates()
+        if keep is not None:
+            keep.create_view(con)
         con.execute(MINUTE_PARTIALS_SQL)
         tied = con.sql("SELECT count(*) FROM partials WHERE first_tied OR last_tied").fetchall()
         if tied[0][0]:

@@ -5,6 +5,7 @@ backoff; holding nothing open between calls lets analysts and dbt open the file 
 Timestamps are TIMESTAMPTZ and every connection runs with TimeZone = 'UTC'.
 """
 
+import fcntl
 import os
 import re
 import threading
@@ -74,6 +75,28 @@ class DuckDBFile:
                 con.close()
         finally:
             lock.release()
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold the lock `name` (an flock on `<file>.<name>.lock` beside the DuckDB file) for the
+        block: the kernel drops it with the process, so a process that dies holding it holds it
+        no longer. Waits up to the lock timeout."""
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with open(f"{self.path}.{name}.lock", "a+b") as handle:
+
+            def take() -> None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+            retry_while_locked(
+                take,
+                lambda exc: isinstance(exc, BlockingIOError),
+                timeout_s=self.lock_timeout_s,
+                what=f"the lock {name} of {self.path}",
+            )
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -41,11 +41,19 @@ class ServerDatabase:
     @contextmanager
     def _locked(self, spec: TableSpec) -> Iterator[Connection]:
         """A connection holding the table's writer lock until it closes."""
+        with self.exclusive(spec.name) as conn:
+            yield conn
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[Connection]:
+        """A connection holding the session lock `name` (an advisory lock on PostgreSQL, a named
+        lock on MySQL) until it closes: the server drops it with the session, so a process that
+        dies holding it holds it no longer."""
         with self.engine.connect() as conn:
             database = conn.exec_driver_sql(
                 "SELECT current_database()" if self.dialect == "postgresql" else "SELECT database()"
             ).scalar()
-            key = f"sensor_platform.warehouse/{database}/{spec.name}".encode()
+            key = f"sensor_platform.warehouse/{database}/{name}".encode()
             if self.dialect == "postgresql":
                 lock_id = int.from_bytes(hashlib.sha1(key).digest()[:8], "big", signed=True)
                 conn.execute(
@@ -57,7 +65,7 @@ class ServerDatabase:
                 except sa.exc.OperationalError as exc:
                     if getattr(exc.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
                         raise
-                    raise self._timeout(spec) from exc
+                    raise self._timeout(name) from exc
             else:
                 got = conn.execute(
                     sa.text("SELECT GET_LOCK(:name, :seconds)"),
@@ -67,13 +75,13 @@ class ServerDatabase:
                     },
                 ).scalar()
                 if got != 1:
-                    raise self._timeout(spec)
+                    raise self._timeout(name)
             conn.commit()
             yield conn
 
-    def _timeout(self, spec: TableSpec) -> WarehouseLockTimeout:
+    def _timeout(self, name: str) -> WarehouseLockTimeout:
         return WarehouseLockTimeout(
-            f"table {spec.name} stayed locked by another writer for {self.lock_timeout_s:g}s"
+            f"{name} stayed locked by another writer for {self.lock_timeout_s:g}s"
         )
 
     # -- writing -----------------------------------------------------------------------------

@@ -11,6 +11,8 @@ sees the old window or the new one, never half of it or both, and publishing aga
 duplicates. Rows are checked (columns, types, NULLs, the window) before anything is touched.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import pyarrow as pa
@@ -22,6 +24,7 @@ from sensor_platform.warehouse.locking import WarehouseLockTimeout
 from sensor_platform.warehouse.postgres_mysql import ServerDatabase
 from sensor_platform.warehouse.tables import (
     TableSpec,
+    check_identifier,
     check_window,
     conform_read,
     conform_rows,
@@ -108,6 +111,16 @@ class Warehouse:
         start = None if start is None else utc(start, "start")
         end = None if end is None else utc(end, "end")
         return conform_read(spec, self._engine.read(spec, start, end))
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold the warehouse-wide lock `name` for the block (one holder at a time across every
+        process using this warehouse), waiting up to the lock timeout. The lock dies with its
+        process: a killed holder never blocks the next one (PostgreSQL advisory lock, MySQL
+        named lock, or an flock beside a DuckDB file)."""
+        check_identifier(name, "lock name")
+        with self._engine.exclusive(name):
+            yield
 
     def execute_query(self, sql: str, params: dict | None = None) -> list[tuple]:
         """Run one read-only statement with SQLAlchemy-style `:name` parameters on any engine
