@@ -135,8 +135,11 @@ VARIANT_METHODS = {f"sql_{name}": f"  variant: {name}" for name in SQL_VARIANTS}
 CHECKED = ("ours", "sql", "pandas", *VARIANT_METHODS)  # methods that compute every column
 
 
-def generate_hour(rows: int, path: Path, cadence_path: Path, seed: int = 42) -> None:
-    """About `rows` readings of one hour from a fleet sized to send them, plus its cadences."""
+def generate_hour(
+    rows: int, path: Path, cadence_path: Path, tied_share: float = TIED_SHARE, seed: int = 42
+) -> dict:
+    """About `rows` readings of one hour from a fleet sized to send them, plus its cadences;
+    what was generated, counted."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -150,7 +153,7 @@ def generate_hour(rows: int, path: Path, cadence_path: Path, seed: int = 42) -> 
     per_device = sum(
         share * len(metrics) * np.mean([3600 / c for c in cadences])
         for _, share, cadences, metrics in KINDS
-    ) * (1 - MISSING_SHARE + TIED_SHARE)
+    ) * (1 - MISSING_SHARE + tied_share)
     fleet = max(1, round(rows / per_device))
 
     # Devices in device_id order; series (device, metric) in (device_id, metric) order.
@@ -164,7 +167,7 @@ def generate_hour(rows: int, path: Path, cadence_path: Path, seed: int = 42) -> 
             series_device += [len(names)] * len(metrics)
             series_metric += range(first_metric, first_metric + len(metrics))
             names.append(f"{prefix}-{i:06d}")
-        cadence += list(rng.choice(cadences, count))
+        cadence += [cadences[i % len(cadences)] for i in range(count)]  # in even shares
     cadence = np.array(cadence, dtype=np.int64)
     series_device, series_metric = np.array(series_device), np.array(series_metric)
     sites = pa.array(
@@ -180,7 +183,7 @@ def generate_hour(rows: int, path: Path, cadence_path: Path, seed: int = 42) -> 
     tick = np.arange(len(series)) - np.repeat(np.cumsum(ticks) - ticks, ticks)
     event_us = HOUR_START_US + tick * series_cadence[series] * 1_000_000 + phase_us[series]
     sent = rng.random(len(series)) >= MISSING_SHARE
-    copies = sent.astype(np.int64) + (sent & (rng.random(len(series)) < TIED_SHARE))
+    copies = sent.astype(np.int64) + (sent & (rng.random(len(series)) < tied_share))
     series, event_us = np.repeat(series, copies), np.repeat(event_us, copies)
     n = len(series)
 
@@ -221,11 +224,13 @@ def generate_hour(rows: int, path: Path, cadence_path: Path, seed: int = 42) -> 
     )
     pq.write_table(table, path, row_group_size=ROW_GROUP_SIZE)
     pq.write_table(pa.table({"device_id": names, "cadence_seconds": cadence}), cadence_path)
+    return {"readings": n, "devices": len(names), "series": len(series_device),
+            "tied": int((copies == 2).sum())}  # fmt: skip
 
 
 def run_method(method: str, args: argparse.Namespace) -> dict:
-    """Run one method `repeat` times in this process; the best time, the output rows, and the
-    output of the last run written to `--out`."""
+    """Run one method once in this process: its wall and CPU seconds, the output rows, and the
+    output written to `--out`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -265,17 +270,14 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
     else:
         raise ValueError(f"unknown method {method!r}")
 
-    best, best_cpu = float("inf"), float("inf")
-    for _ in range(args.repeat):
-        started, started_cpu = time.perf_counter(), _cpu_seconds()
-        result = once()
-        best = min(best, time.perf_counter() - started)
-        best_cpu = min(best_cpu, _cpu_seconds() - started_cpu)
+    started, started_cpu = time.perf_counter(), _cpu_seconds()
+    result = once()
+    seconds, cpu = time.perf_counter() - started, _cpu_seconds() - started_cpu
     if not isinstance(result, pa.Table):
         result = pa.Table.from_pandas(result, preserve_index=False)
     if args.out and method in CHECKED:
         pq.write_table(result, args.out)
-    return {"seconds": best, "cpu": best_cpu, "rows": len(result), "output_mb": result.nbytes / 1e6}
+    return {"seconds": seconds, "cpu": cpu, "rows": len(result), "output_mb": result.nbytes / 1e6}
 
 
 def _cpu_seconds() -> float:
@@ -346,9 +348,9 @@ def compare(reference: str, other: str) -> str | None:
 
 
 def measure(method: str, path: Path, args: argparse.Namespace, out: Path | None = None) -> dict:
-    """Run a method in a child process; its own result plus its own peak RSS."""
+    """Run a method once in a child process; its own result plus its own peak RSS."""
     command = [sys.executable, __file__, "--child", method, "--file", str(path),
-               "--cadences", str(_cadence_file(path)), "--repeat", str(args.repeat),
+               "--cadences", str(_cadence_file(path)),
                "--threads", str(args.threads), "--memory-limit", args.memory_limit]  # fmt: skip
     if out:
         command += ["--out", str(out)]
@@ -372,11 +374,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000, help="readings in the hour")
     parser.add_argument("--sizes", type=int, nargs="*", default=[2_500_000, 5_000_000, 10_000_000],
                         help="hour sizes for the memory run (none to skip it)")  # fmt: skip
-    parser.add_argument("--repeat", type=int, default=3, help="runs per method; the best counts")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds; each method runs once a round and its best round counts")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads (ours and SQL)")
     parser.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit")
     parser.add_argument("--sql-variants", action="store_true",
                         help="also time every way of writing the same-columns SQL")  # fmt: skip
+    parser.add_argument("--tied-share", type=float, default=TIED_SHARE,
+                        help="share of readings sent twice at the same instant")  # fmt: skip
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--cadences", help=argparse.SUPPRESS)
@@ -384,7 +389,8 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child == "generate":
-        generate_hour(args.rows, Path(args.file), Path(args.cadences))
+        print(json.dumps(generate_hour(args.rows, Path(args.file), Path(args.cadences),
+                                       args.tied_share)))  # fmt: skip
         return
     if args.child == "compare":
         print(json.dumps(compare(args.file, args.out)))
@@ -395,6 +401,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="minute-bench-") as tmp:
         files: dict[int, Path] = {}
+        readings: dict[int, int] = {}  # readings generated for each --rows or --sizes figure
 
         def hour_file(rows: int) -> Path:
             if rows not in files:
@@ -402,46 +409,55 @@ def main() -> None:
                 started = time.perf_counter()
                 generate = [sys.executable, __file__, "--child", "generate", "--rows", str(rows),
                             "--file", str(files[rows]),
-                            "--cadences", str(_cadence_file(files[rows]))]  # fmt: skip
-                subprocess.run(generate, check=True)
+                            "--cadences", str(_cadence_file(files[rows])),
+                            "--tied-share", str(args.tied_share)]  # fmt: skip
+                made = json.loads(subprocess.run(generate, check=True, stdout=subprocess.PIPE,
+                                                 text=True).stdout)  # fmt: skip
                 size_mb = files[rows].stat().st_size / 1e6
-                print(f"generated {rows:,} readings ({size_mb:,.0f} MB Parquet) "
+                readings[rows] = made["readings"]
+                print(f"generated {made['readings']:,} readings of {made['devices']:,} devices "
+                      f"({made['series']:,} series, {made['tied']:,} readings sent twice at the "
+                      f"same instant), {size_mb:,.0f} MB Parquet, "
                       f"in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
             return files[rows]
 
         path = hour_file(args.rows)
         methods = {**METHODS, **(VARIANT_METHODS if args.sql_variants else {})}
         print(
-            f"\nminute aggregates of one hour, {args.rows:,} readings, best of {args.repeat} "
-            f"runs each, DuckDB threads={args.threads} memory_limit={args.memory_limit}"
+            f"\nminute aggregates of one hour, {readings[args.rows]:,} readings, best of "
+            f"{args.repeat} rounds (each method once per round, in its own process), "
+            f"DuckDB threads={args.threads} memory_limit={args.memory_limit}"
         )
         print(
             f"{'method':<28}{'seconds':>8}{'CPU s':>7}{'readings/s':>12}{'peak RSS':>10}"
             f"{'rows out':>10}  same as ours"
         )
-        results, outputs = {}, {}
+        # Rounds: every method once per round, in turn, so that the load of others on a shared
+        # machine falls on all of them alike; a method's best round counts.
+        runs: dict[str, list[dict]] = {method: [] for method in methods}
+        outputs = {m: Path(tmp) / f"{m}.parquet" if m in CHECKED else None for m in methods}
+        for _ in range(args.repeat):
+            for method in methods:
+                runs[method].append(measure(method, path, args, outputs[method]))
+        results = {}
         for method, label in methods.items():
-            outputs[method] = Path(tmp) / f"{method}.parquet" if method in CHECKED else None
-            r = results[method] = measure(method, path, args, outputs[method])
+            r = results[method] = {
+                "seconds": min(run["seconds"] for run in runs[method]),
+                "cpu": min(run["cpu"] for run in runs[method]),
+                "peak_rss_mb": max(run["peak_rss_mb"] for run in runs[method]),
+                "rows": runs[method][-1]["rows"],
+            }
             same = "-"
             if method != "ours" and outputs[method]:
-                check = [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    "compare",
-                    "--file",
-                    str(outputs["ours"]),
-                    "--out",
-                    str(outputs[method]),
-                ]
+                check = [sys.executable, __file__, "--child", "compare",
+                         "--file", str(outputs["ours"]), "--out", str(outputs[method])]  # fmt: skip
                 verdict = json.loads(
                     subprocess.run(check, check=True, stdout=subprocess.PIPE, text=True).stdout
                 )
                 same = "yes" if verdict is None else f"NO: {verdict}"
             print(
                 f"{label:<28}{r['seconds']:>8.2f}{r['cpu']:>7.2f}"
-                f"{args.rows / r['seconds'] / 1e6:>10.1f} M{r['peak_rss_mb']:>7,.0f} MB"
+                f"{readings[args.rows] / r['seconds'] / 1e6:>10.1f} M{r['peak_rss_mb']:>7,.0f} MB"
                 f"{r['rows']:>10,}  {same}",
                 flush=True,
             )
@@ -461,13 +477,15 @@ def main() -> None:
             print("\nours as the hour grows (more devices at the same cadences)")
             print(
                 f"{'readings':>12}{'seconds':>9}{'readings/s':>12}{'peak RSS':>10}"
-                f"{'rows out':>10}{'out MB':>8}"
+                f"{'rows out':>10}{'output':>9}{'RSS - output':>14}"
             )
             for rows in args.sizes:
                 r = measure("ours", hour_file(rows), args)
                 print(
-                    f"{rows:>12,}{r['seconds']:>9.2f}{rows / r['seconds'] / 1e6:>10.1f} M"
-                    f"{r['peak_rss_mb']:>7,.0f} MB{r['rows']:>10,}{r['output_mb']:>8,.0f}",
+                    f"{readings[rows]:>12,}{r['seconds']:>9.2f}"
+                    f"{readings[rows] / r['seconds'] / 1e6:>10.1f} M"
+                    f"{r['peak_rss_mb']:>7,.0f} MB{r['rows']:>10,}{r['output_mb']:>6,.0f} MB"
+                    f"{r['peak_rss_mb'] - r['output_mb']:>11,.0f} MB",
                     flush=True,
                 )
 

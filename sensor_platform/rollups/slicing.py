@@ -1,5 +1,6 @@
 """Split device-sorted Parquet readings into device_id ranges read one at a time, and put the
-per-range results back together in (window_start, device_id, ...) order without copying.
+per-range results back together in (window_start, device_id, ...) order (for an hour, without
+copying them).
 
 A raw partition is written sorted by device_id (lake/compaction.py), so its row groups cover
 ascending device_id ranges and DuckDB skips every row group outside a range by its statistics:
@@ -52,10 +53,11 @@ def device_ranges(paths: list[str], rows_per_range: int) -> list[DeviceRange]:
                 return [EVERY_DEVICE]  # not sorted by device_id: every range would read it all
             previous_high = stats.max
             groups.append((stats.min, group.num_rows))
+    groups.sort()
     cuts, rows = [], 0
-    for low, count in sorted(groups):
+    for low, count in groups:
         # A device_id that spans row groups stays whole: a cut only where device_id increases.
-        if rows >= rows_per_range and low > (cuts[-1] if cuts else min(groups)[0]):
+        if rows >= rows_per_range and low > (cuts[-1] if cuts else groups[0][0]):
             cuts.append(low)
             rows = 0
         rows += count
