@@ -1,27 +1,28 @@
 """Benchmark: minute aggregates of one hour of readings, ours vs the same columns in DuckDB SQL.
 
     .venv/bin/python benchmarks/minute_aggregation.py [--rows 10000000] [--sizes 2500000 ...]
-                                                      [--repeat 3] [--threads 2] [--sql-variants]
+        [--repeat 3] [--threads 2] [--memory-limit 1GB] [--tied-share 0.01] [--sql-variants]
 
 Generates one hour of readings the way the lake holds a raw partition (READING_SCHEMA, sorted by
 device_id, metric, event_time, reading_id, 256 Ki-row groups) from a fleet of devices that report
 at their own cadence (1 s to 60 s), miss about 1 % of their readings and send about 1 % of them
 twice at the same instant with a different reading_id and value (so the tie-break runs), plus the
-fleet's cadence table. Then computes the minute aggregates of that file several ways, each in its
-own subprocess so that its peak RSS (ru_maxrss of that child, from os.wait4) is its own; this
-parent process stays lean (the data is generated in a child too) because Linux carries the
-parent's peak RSS into a forked child:
+fleet's cadence table. Then computes the minute aggregates of that file several ways, in rounds:
+every method once per round, each run in its own subprocess so that its peak RSS (ru_maxrss of
+that child, from os.wait4) is its own; this parent process stays lean (the data is generated in
+a child too) because Linux carries the parent's peak RSS into a forked child:
 
 - ours: `minute_aggregates(path, cadences)`;
-- DuckDB SQL, same columns: one query over read_parquet that computes every column ours does
+- DuckDB SQL, same columns: one query over the file that computes every column ours does
   (SQL_VARIANTS["ordered"] with COVERAGE_SQL, the fastest way; `--sql-variants` times them all);
 - DuckDB SQL GROUP BY: count/min/max/avg/stddev_samp only, for information;
 - pandas: read_parquet, sort by event_time and reading_id, groupby; the same columns as ours.
 
-Every method returns an Arrow table (pandas: a DataFrame) ordered like ours. Each method's output
-of its last run is then compared with ours (exact for counts, extremes, first/last and times;
+Every method returns an Arrow table (pandas: a DataFrame) ordered like ours. Each same-columns
+method's output is compared with ours (exact for counts, extremes, units, first/last and times;
 rtol 1e-9 for the sums), so the ratios compare equal work. Finally ours runs on growing hours
-(more devices, same cadences) to show that peak memory stays flat.
+(more devices at the same cadences) to show that what it holds besides the table it returns
+stays flat.
 """
 
 import argparse
