@@ -420,6 +420,12 @@ def test_unsorted_or_unknown_device_order_is_read_in_one_pass(tmp_path, raw):
     assert device_ranges([sorted_path], 10**9) == [EVERY_DEVICE]  # fits in one range
     # Two sorted files: every range reads the matching row groups of each.
     assert len(device_ranges([sorted_path, sorted_path], 3000)) > 3
+    # A glob is DuckDB's to expand: one pass, the same result.
+    assert device_ranges([str(tmp_path / "s*.parquet")], 3000) == [EVERY_DEVICE]
+    assert_matches(
+        minute_aggregates([str(tmp_path / "s*.parquet")], CADENCES),
+        minute_aggregates([shuffled, sorted_path], CADENCES),
+    )
 
 
 def test_interleave_windows_keeps_window_then_device_order(monkeypatch):

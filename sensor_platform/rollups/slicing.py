@@ -9,6 +9,7 @@ one range's windows. The ranges only decide what is read when; the results are e
 the files hold, since every row falls in exactly one range.
 """
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,8 @@ def device_ranges(paths: list[str], rows_per_range: int) -> list[DeviceRange]:
     in ascending, non-overlapping device_id order with statistics and no NULL device_id."""
     groups = []  # (lowest device_id, rows) of every row group of every file
     for path in paths:
+        if not os.path.isfile(path):
+            return [EVERY_DEVICE]  # a glob or a folder: DuckDB expands it, one pass reads it
         metadata = pq.ParquetFile(path).metadata
         if metadata.num_rows == 0:
             continue
