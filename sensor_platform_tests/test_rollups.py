@@ -12,8 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from sensor_platform.readings.schema import READING_SCHEMA
+from sensor_platform.rollups import compute, slicing
 from sensor_platform.rollups.compute import minute_aggregates, rollup
 from sensor_platform.rollups.schema import AGGREGATE_SCHEMA
+from sensor_platform.rollups.slicing import (
+    EVERY_DEVICE,
+    DeviceRange,
+    device_ranges,
+    interleave_windows,
+)
 from sensor_platform_tests.readings_factory import hour, readings_table
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -364,3 +371,111 @@ def test_windows_are_utc_floors_even_before_1970():
     assert minutes.column("first_event_time").to_pylist() == times
     days = rollup(rollup(minutes, HOUR, {}), DAY, {})
     assert days.column("window_start").to_pylist() == [datetime(1969, 12, 31, tzinfo=UTC), hour(0)]
+
+
+def lake_ordered(raw: pa.Table) -> pa.Table:
+    """The readings in the order a raw partition is written (lake/compaction.py)."""
+    keys = ("device_id", "metric", "event_time", "reading_id")
+    return raw.sort_by([(k, "ascending") for k in keys])
+
+
+def test_device_sorted_parquet_is_aggregated_range_by_range(tmp_path, raw, minutes, monkeypatch):
+    path = str(tmp_path / "raw.parquet")
+    pq.write_table(lake_ordered(raw), path, row_group_size=1000)
+    monkeypatch.setattr(compute, "ROWS_PER_SLICE", 3000)
+    ranges = device_ranges([path], 3000)
+    # Consecutive ranges, cut only where device_id changes (d1 fills several row groups).
+    assert ranges == [DeviceRange(None, "d1"), *map(DeviceRange, "d1 d2 d4".split(), "d2 d4 d5".split()),
+                      DeviceRange("d5", None)]  # fmt: skip
+    sliced = minute_aggregates([path], CADENCES)
+    assert_matches(sliced, straight_from_raw(raw, MINUTE))
+    assert_matches(sliced, minutes)
+    dataset = ds.dataset([path], schema=READING_SCHEMA)
+    assert_matches(minute_aggregates(dataset, CADENCES), minutes)
+
+
+def test_ties_at_a_range_cut_are_broken_by_reading_id(tmp_path, monkeypatch):
+    # Device "b" starts a range; its tied first readings sit in two row groups, one of which
+    # also holds "a"'s last readings.
+    start = hour(5)
+    rows = [
+        {"event_time": start + timedelta(seconds=s), "device_id": d, "metric": "m", "value": v,
+         "reading_id": rid}
+        for d, s, v, rid in [
+            ("a", 10, 1.0, "a-1"), ("a", 59, 2.0, "a-2"), ("a", 59, 3.0, "a-3"),
+            ("b", 0, 7.0, "b-2"), ("b", 0, 6.0, "b-1"), ("b", 30, 5.0, "b-3"),
+        ]
+    ]  # fmt: skip
+    path = str(tmp_path / "raw.parquet")
+    pq.write_table(lake_ordered(readings_table(rows)), path, row_group_size=3)
+    monkeypatch.setattr(compute, "ROWS_PER_SLICE", 1)
+    assert device_ranges([path], 1) == [DeviceRange(None, "b"), DeviceRange("b", None)]
+    got = {r["device_id"]: r for r in minute_aggregates([path], {}).to_pylist()}
+    assert (got["a"]["first_value"], got["a"]["last_value"]) == (1.0, 3.0)
+    assert (got["b"]["first_value"], got["b"]["last_value"]) == (6.0, 5.0)
+
+
+def test_unsorted_or_unknown_device_order_is_read_in_one_pass(tmp_path, raw):
+    shuffled = str(tmp_path / "shuffled.parquet")
+    pq.write_table(raw, shuffled, row_group_size=1000)  # arrival order: ranges overlap
+    assert device_ranges([shuffled], 10) == [EVERY_DEVICE]
+    no_stats = str(tmp_path / "no_stats.parquet")
+    pq.write_table(lake_ordered(raw), no_stats, row_group_size=1000, write_statistics=False)
+    assert device_ranges([no_stats], 10) == [EVERY_DEVICE]
+    sorted_path = str(tmp_path / "sorted.parquet")
+    pq.write_table(lake_ordered(raw), sorted_path, row_group_size=1000)
+    assert device_ranges([sorted_path], 10**9) == [EVERY_DEVICE]  # fits in one range
+    # Two sorted files: every range reads the matching row groups of each.
+    assert len(device_ranges([sorted_path, sorted_path], 3000)) > 3
+    # A glob is DuckDB's to expand: one pass, the same result.
+    assert device_ranges([str(tmp_path / "s*.parquet")], 3000) == [EVERY_DEVICE]
+    assert_matches(
+        minute_aggregates([str(tmp_path / "s*.parquet")], CADENCES),
+        minute_aggregates([shuffled, sorted_path], CADENCES),
+    )
+
+
+def test_interleave_windows_keeps_window_then_device_order(monkeypatch):
+    def part(rows):
+        return pa.table({"window_start": pa.array([w for w, _ in rows], pa.timestamp("us")),
+                         "device_id": [d for _, d in rows]})  # fmt: skip
+
+    parts = [part([(0, "a"), (0, "b"), (2, "a")]), part([]), part([(0, "c"), (1, "c"), (2, "d")])]
+    parts = [p.cast(parts[0].schema) for p in parts]
+    expected = ["a", "b", "c", "c", "a", "d"]
+    together = interleave_windows(parts)  # small pieces: copied in one take
+    assert together.column("device_id").to_pylist() == expected
+    assert together.column("device_id").num_chunks == 1
+    monkeypatch.setattr(slicing, "MIN_PIECE_ROWS", 1)  # big pieces: zero-copy slices
+    together = interleave_windows(parts)
+    assert together.column("device_id").to_pylist() == expected
+    assert together.column("device_id").num_chunks == 5
+    assert interleave_windows(parts[:1]) is parts[0]
+
+
+def test_a_reading_filter_applies_range_by_range(tmp_path, raw, monkeypatch):
+    """The quality gate's filter (quality/gate.py) on a sliced input gives the aggregates of
+    exactly the readings it keeps."""
+    from sensor_platform.quality.gate import Gate
+    from sensor_platform.quality.rules import load_rules
+
+    rows = raw.to_pylist()
+    for i, row in enumerate(rows):
+        if row["device_id"] == "d1" and row["metric"] == "temperature" and i % 7 == 0:
+            row["value"] = 5000.0  # implausible: each left out, and the series too (> 1 %)
+    humidity = [r for r in rows if r["device_id"] == "d2" and r["metric"] == "humidity"]
+    humidity[3]["value"] = -5.0  # one humidity below 0 % of many: left out alone
+    dirty = pa.Table.from_pylist(rows, schema=raw.schema)
+    path = str(tmp_path / "raw.parquet")
+    pq.write_table(lake_ordered(dirty), path, row_group_size=1000)
+    monkeypatch.setattr(compute, "ROWS_PER_SLICE", 3000)
+    gate = Gate(load_rules())
+    exclusions = gate.judge(ds.dataset([path], schema=READING_SCHEMA), hour(0))
+    scopes = {(r["device_id"], r["metric"]): r["scope"] for r in exclusions.to_pylist()}
+    assert scopes == {("d1", "temperature"): "series", ("d2", "humidity"): "readings"}
+    kept = dirty.filter(
+        ~((pc.field("device_id") == "d1") & (pc.field("metric") == "temperature"))
+        & ~((pc.field("device_id") == "d2") & (pc.field("value") < 0))
+    )
+    filtered = minute_aggregates([path], CADENCES, keep=gate.filter(exclusions))
+    assert_matches(filtered, straight_from_raw(kept, MINUTE))
