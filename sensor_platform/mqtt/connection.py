@@ -9,6 +9,7 @@ the broker re-send what is in flight under the same packet ids. Failures raise
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -66,7 +67,9 @@ class Connection:
         self._closing = False
         self._replies: dict[int, list] = {}  # SUBACK / UNSUBACK reason codes by packet id
         self._replied = threading.Condition()
-        self._client = self._make_client(manual_ack, on_message)
+        self._last_traffic = 0.0  # monotonic time of the last message received
+        self._deliver = on_message
+        self._client = self._make_client(manual_ack)
         self._started = False
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -175,7 +178,7 @@ class Connection:
         return self._client
 
     # -- paho ----------------------------------------------------------------------------------
-    def _make_client(self, manual_ack: bool, on_message: OnMessage | None) -> mqtt.Client:
+    def _make_client(self, manual_ack: bool) -> mqtt.Client:
         settings = self.settings
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -200,8 +203,7 @@ class Connection:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_reply
         client.on_unsubscribe = self._on_reply
-        if on_message is not None:
-            client.on_message = lambda _client, _userdata, message: on_message(message)
+        client.on_message = self._on_message
         return client
 
     def _connect_properties(self) -> Properties:
@@ -215,6 +217,11 @@ class Connection:
             # messages unacknowledged until they are landed.
             properties.ReceiveMaximum = min(self._receive_maximum, MAX_RECEIVE_MAXIMUM)
         return properties
+
+    def _on_message(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
+        self._last_traffic = time.monotonic()
+        if self._deliver is not None:
+            self._deliver(message)
 
     def _on_connect(self, _client, _userdata, flags, reason_code, _properties) -> None:
         self.session_present = bool(flags.session_present)
@@ -245,15 +252,19 @@ class Connection:
             if self._ended.is_set():
                 raise self.ended_error(doing)
             raise unavailable(self.settings, doing, mqtt.error_string(result))
+        # The reply may queue behind messages the broker sends first (after our PUBACKs free its
+        # send quota): wait as long as traffic keeps coming, and timeout seconds beyond.
+        waiting_since = time.monotonic()
         with self._replied:
-            done = self._replied.wait_for(
-                lambda: mid in self._replies or self._ended.is_set(), self.timeout
-            )
-            if mid in self._replies:
-                return self._replies.pop(mid)
-        if done:  # the connection ended first
-            raise self.ended_error(doing)
-        raise unavailable(self.settings, doing, f"no answer within {self.timeout:g} s")
+            while True:
+                if mid in self._replies:
+                    return self._replies.pop(mid)
+                if self._ended.is_set():
+                    raise self.ended_error(doing)
+                quiet = time.monotonic() - max(waiting_since, self._last_traffic)
+                if quiet >= self.timeout:
+                    raise unavailable(self.settings, doing, f"no answer within {self.timeout:g} s")
+                self._replied.wait(self.timeout - quiet)
 
     def ended_error(self, doing: str) -> Exception:
         """The exception for a connection that ended without us asking."""

@@ -120,8 +120,10 @@ class Drain:
         """Send the PUBACKs of every collected QoS 1 message and return once the broker has
         processed them; then disconnect. Call it only after the messages are durable.
 
-        Raises BrokerUnavailable when the connection was lost first: the broker then delivers
-        the messages again, and raw de-duplicates them."""
+        The PUBACKs free the broker's send quota, so while more is queued the broker sends the
+        next messages before it confirms: they are left unacknowledged for the next run (the
+        wait lasts as long as they keep coming). Raises BrokerUnavailable when the connection
+        was lost first: the broker then delivers the messages again, and raw de-duplicates them."""
         if self.acknowledged:
             return len(self.messages)
         with self._arrived:
