@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from sensor_platform.mqtt.access import BrokerAccessDenied, BrokerUnavailable
-from sensor_platform.mqtt.drain import drain
+from sensor_platform.mqtt.drain import check_broker, drain
 from sensor_platform.mqtt.publish import publish
 from sensor_platform.mqtt.settings import MqttSettings
 from sensor_platform_tests.conftest import free_port
@@ -138,6 +138,21 @@ def test_nothing_listening_is_unavailable_and_fast():
         with drain(settings):
             pass
     assert "Nothing was acknowledged" in str(err.value)
+    with pytest.raises(BrokerUnavailable, match="Connection refused"):
+        check_broker(settings)
+
+
+def test_checking_the_broker_leaves_the_session_alone():
+    settings = system_broker("5")
+    open_session(settings)
+    publish(settings, messages(topic_root(settings), "kept", 2))
+    session = drain(settings, idle_seconds=IDLE).open()  # a run is draining
+    try:
+        check_broker(settings)  # the tick's probe: its own client id, a clean session
+        assert [m.payload for m in session.collect()] == [b"kept-0", b"kept-1"]
+        assert session.acknowledge() == 2  # the run was not taken over
+    finally:
+        session.close()
 
 
 @contextmanager
@@ -219,6 +234,8 @@ def test_wrong_credentials_fail_loudly_without_the_password(tmp_path, protocol):
             with pytest.raises(BrokerAccessDenied) as err:
                 with drain(wrong):
                     pass
+            with pytest.raises(BrokerAccessDenied):
+                check_broker(wrong)
             message = str(err.value)
             assert f"127.0.0.1:{broker.port}" in message
             assert ("user 'alice'" if wrong.username else "anonymous") in message

@@ -17,6 +17,7 @@ crash between its autosaves) and what QoS 0 loses is in the README's MQTT sectio
 
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from hashlib import blake2b
 from typing import NamedTuple
@@ -239,6 +240,21 @@ def drain(
     return Drain(
         settings, max_messages=max_messages, max_seconds=max_seconds, idle_seconds=idle_seconds
     )
+
+
+def check_broker(settings: MqttSettings) -> None:
+    """Connect and subscribe with a throwaway clean session, then disconnect; raise
+    BrokerUnavailable (down) or BrokerAccessDenied (refused). For a sensor tick that reports the
+    broker's state without touching the draining session: a second connection with that client
+    id would take the session over from a run draining it."""
+    probe = Connection(
+        settings, persistent=False, client_id=f"{settings.client_id}-probe-{uuid.uuid4().hex[:8]}"
+    )
+    probe.open()
+    try:
+        probe.subscribe(settings.topics)
+    finally:
+        probe.close()
 
 
 def normalizer_messages(
