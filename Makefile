@@ -9,7 +9,7 @@ DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f -print 2>/dev/null)
 
 .PHONY: install demo ui test test-fast lint format broker benchmark benchmark-kafka \
-	benchmark-load clean
+	benchmark-mqtt benchmark-load clean
 
 install: $(VENV)/.installed $(DBT_MANIFEST)
 
@@ -52,6 +52,9 @@ benchmark: install
 
 benchmark-kafka: install
 	$(BIN)/python benchmarks/kafka_ingestion.py
+
+benchmark-mqtt: install
+	$(BIN)/python benchmarks/mqtt_ingestion.py
 
 benchmark-load: install
 	$(BIN)/python benchmarks/load_time.py

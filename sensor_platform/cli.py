@@ -59,11 +59,48 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
+    if args.to == "mqtt":
+        return _publish_mqtt(args, fleet, messages)
     if args.out in (None, "-"):
         write_jsonl(messages, sys.stdout)
     else:
         with open(args.out, "w", encoding="utf-8") as out:
             write_jsonl(messages, out)
+    return 0
+
+
+def _publish_mqtt(args: argparse.Namespace, fleet, messages) -> int:
+    from sensor_platform.mqtt.publish import publish
+    from sensor_platform.mqtt.settings import MqttSettings
+    from sensor_platform.mqtt.topics import TopicTemplate
+
+    password = None
+    if args.mqtt_password_file:
+        with open(args.mqtt_password_file, encoding="utf-8") as secret:
+            password = secret.read().strip()
+    settings = MqttSettings(
+        host=args.mqtt_host,
+        port=args.mqtt_port,
+        client_id="sensor-platform-simulator",
+        username=args.mqtt_username,
+        password=password,
+        tls_ca_file=args.mqtt_tls_ca_file,
+        protocol=args.mqtt_protocol,
+    )
+    template = TopicTemplate.parse(args.mqtt_topic_template)
+    sites = {device.device_id: device.site_id for device in fleet.devices}
+
+    def topics():
+        for message in messages:
+            device_id = message.key.decode()
+            yield template.topic(site_id=sites[device_id], device_id=device_id), message.payload
+
+    sent = publish(settings, topics(), qos=args.mqtt_qos)
+    print(
+        f"published {sent} messages to {args.mqtt_topic_template} on {settings.address} "
+        f"(QoS {args.mqtt_qos})",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -119,9 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--late-rate", type=float, default=0.0)
     sim.add_argument("--out", help="output file; default or '-': stdout")
     sim.add_argument("--labels", help="also write ground-truth anomaly labels (JSON lines) here")
-    sim.add_argument("--to", choices=["stdout", "kafka"], default="stdout")
+    sim.add_argument("--to", choices=["stdout", "kafka", "mqtt"], default="stdout")
     sim.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
     sim.add_argument("--topic", default="sensor-readings")
+    sim.add_argument("--mqtt-host", default="127.0.0.1")
+    sim.add_argument("--mqtt-port", type=_positive(int), default=1883)
+    sim.add_argument(
+        "--mqtt-topic-template",
+        default="sensors/{site_id}/{device_id}",
+        help="each device's topic, from its site and device id",
+    )
+    sim.add_argument("--mqtt-qos", type=int, choices=[0, 1], default=1)
+    sim.add_argument("--mqtt-protocol", choices=["5", "3.1.1"], default="5")
+    sim.add_argument("--mqtt-username")
+    sim.add_argument("--mqtt-password-file", help="a file holding the MQTT password")
+    sim.add_argument("--mqtt-tls-ca-file", help="TLS on, with this CA file")
     sim.set_defaults(func=_cmd_simulate)
 
     demo = sub.add_parser("demo", help="simulate a few hours and run the whole graph locally")

@@ -21,7 +21,16 @@ from sensor_platform.demo import DEV_INSTANCE_YAML
 REPO = Path(__file__).resolve().parents[1]
 CODE_SERVERS = {"user-code": "sensor_platform", "analytics-code": "analytics"}
 DAGSTER_SERVICES = ("dagster-webserver", "dagster-daemon", *CODE_SERVERS)
-SERVICES = {"postgres", "kafka", "minio", "minio-buckets", "mysql", "simulator", *DAGSTER_SERVICES}
+SERVICES = {
+    "postgres",
+    "kafka",
+    "mqtt",
+    "minio",
+    "minio-buckets",
+    "mysql",
+    "simulator",
+    *DAGSTER_SERVICES,
+}
 
 
 # -- compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, $$ ----------

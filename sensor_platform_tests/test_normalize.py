@@ -462,3 +462,29 @@ def test_every_reason_has_a_description():
     produced = set(BAD_MESSAGES)
     assert produced == set(REASONS)
     assert all(REASONS[reason].strip() for reason in REASONS)
+
+
+def test_transport_fields_stand_in_only_for_missing_ids():
+    carried = {"site_id": "topic-site", "device_id": "topic-dev"}
+    bare = {"metric": "m", "value": 1, "ts": T}
+    own_ids = {"sensor_id": "S", "location": "Kitchen", "type": "m", "value": 2, "ts": T}
+    own_device = {"equipment_id": "EQ", "measured_at": T, "co_level": 3}
+    result = normalize(
+        *(
+            Message(orjson.dumps(p), "mqtt:t", RECEIVED, carried)
+            for p in (bare, own_ids, own_device, [bare])
+        ),
+        Message(orjson.dumps(bare), "kafka:t/0/1", RECEIVED),  # nothing carried: quarantined
+    )
+    ids = [(r["device_id"], r["site_id"]) for r in result.readings.to_pylist()]
+    assert ids == [
+        ("topic-dev", "topic-site"),
+        ("S", "Kitchen"),
+        ("EQ", "topic-site"),
+        ("topic-dev", "topic-site"),
+    ]
+    [row] = result.quarantine.to_pylist()
+    assert (row["reason"], row["raw"]) == ("missing_device_id", orjson.dumps(bare))
+    too_long = Message(orjson.dumps(bare), "mqtt:t", RECEIVED, {"device_id": "d" * 300})
+    [row] = normalize(too_long).quarantine.to_pylist()
+    assert row["reason"] == "id_too_long" and row["raw"] == orjson.dumps(bare)

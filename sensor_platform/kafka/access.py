@@ -24,6 +24,10 @@ from kafka.errors import (
     for_code,
 )
 
+# Shared by every source; `access_denied` names the bootstrap servers, the security protocol and
+# the SASL mechanism and user.
+from sensor_platform.broker_access import BrokerAccessDenied, describe_error
+from sensor_platform.broker_access import BrokerUnavailable as BrokerUnavailable
 from sensor_platform.kafka.settings import KafkaSettings
 
 # Errors that mean "may not talk to the cluster": a person must act, retrying never helps.
@@ -38,17 +42,6 @@ ACCESS_ERRORS = (
 
 _METADATA, _API_VERSIONS, _SASL_HANDSHAKE, _SASL_AUTHENTICATE = 3, 18, 17, 36
 _CLIENT_ID = b"sensor-platform-probe"
-
-
-class BrokerUnavailable(Exception):
-    """The broker could not be reached or did not answer in time; nothing was read or changed."""
-
-
-class BrokerAccessDenied(Exception):
-    """The broker answered but refused this client (credentials, SASL mechanism, TLS, ACLs).
-
-    Retrying does not help: a person must fix the configuration. The message names the bootstrap
-    servers, the security protocol, the SASL mechanism and user, and never a password."""
 
 
 def uses_tls(settings: KafkaSettings) -> bool:
@@ -72,14 +65,6 @@ def access_denied(settings: KafkaSettings, doing: str, reason: str) -> BrokerAcc
         "and the broker's ACLs. Nothing was read or changed."
     )
     return BrokerAccessDenied(settings.redact(message))
-
-
-def describe_error(exc: BaseException) -> str:
-    text = str(exc)
-    name = type(exc).__name__
-    if not text:
-        return name
-    return text if name in text else f"{name}: {text}"
 
 
 def tls_refusal(settings: KafkaSettings) -> str | None:

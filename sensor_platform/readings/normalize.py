@@ -6,7 +6,7 @@ never raises; it becomes a quarantine row with the raw bytes and a reason code (
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from hashlib import blake2b
@@ -51,8 +51,11 @@ REASONS: dict[str, str] = {
 
 class Message(NamedTuple):  # a tuple: built once per Kafka record, 2x cheaper than a dataclass
     payload: bytes
-    source: str  # "kafka:topic/partition/offset" or "simulator:<feed>"
+    source: str  # "kafka:topic/partition/offset", "mqtt:<topic>" or "simulator:<feed>"
     received_at: datetime  # tz-aware UTC; becomes ingest_time
+    # Ids the transport carried beside the payload (an MQTT topic's levels): "device_id" and
+    # "site_id", used only for an object whose payload has none of its own.
+    transport_fields: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,12 +176,15 @@ class _BatchColumns:
     def add_object(
         self, obj: dict, message: Message, received_us: int, raw: bytes | None, label: str
     ) -> None:
+        carried = message.transport_fields
         try:
             found = read_object(
                 obj,
                 max_id_length=self.limits.max_id_length,
                 earliest_us=received_us - self.past_us,
                 latest_us=received_us + self.future_us,
+                default_device_id=carried.get("device_id") if carried else None,
+                default_site_id=carried.get("site_id") if carried else None,
             )
         except PayloadError as err:
             raw = self.serialize(obj) if raw is None else raw

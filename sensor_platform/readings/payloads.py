@@ -77,14 +77,22 @@ class ObjectReadings(NamedTuple):
 
 
 def read_object(
-    obj: dict, *, max_id_length: int, earliest_us: int, latest_us: int
+    obj: dict,
+    *,
+    max_id_length: int,
+    earliest_us: int,
+    latest_us: int,
+    default_device_id: str | None = None,
+    default_site_id: str | None = None,
 ) -> ObjectReadings:
     """The readings of one JSON object; raises PayloadError when none of it is usable.
 
     `earliest_us` / `latest_us` bound the accepted event time (microseconds since the epoch).
+    `default_device_id` / `default_site_id` (ids the transport carried, e.g. an MQTT topic's
+    levels) stand in when the object has no device id / no site of its own.
     """
-    device_id = _device_id(obj, max_id_length)
-    site_id = _site_id(obj, max_id_length)
+    device_id = _device_id(obj, max_id_length, default_device_id)
+    site_id = _site_id(obj, max_id_length, default_site_id)
     event_us = _event_us(obj, earliest_us, latest_us)
     status_code = _status_code(obj)
     if "metric" in obj or "value" in obj:
@@ -113,7 +121,7 @@ def field_names(keys: list[str], limit: int = 10) -> str:
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def _device_id(obj: dict, max_id_length: int) -> str:
+def _device_id(obj: dict, max_id_length: int, default: str | None) -> str:
     for key in DEVICE_KEYS:
         raw = obj.get(key)
         if raw is None:
@@ -126,10 +134,12 @@ def _device_id(obj: dict, max_id_length: int) -> str:
                 "id_too_long", f"{key} has {len(device_id)} characters (limit {max_id_length})"
             )
         return device_id
+    if default:
+        return _carried_id("device id", default, max_id_length)
     raise PayloadError("missing_device_id", "none of " + ", ".join(DEVICE_KEYS))
 
 
-def _site_id(obj: dict, max_id_length: int) -> str | None:
+def _site_id(obj: dict, max_id_length: int, default: str | None) -> str | None:
     for key in SITE_KEYS:
         raw = obj.get(key)
         site_id = None if raw is None else _id_text(raw)
@@ -139,7 +149,16 @@ def _site_id(obj: dict, max_id_length: int) -> str | None:
                     "id_too_long", f"{key} has {len(site_id)} characters (limit {max_id_length})"
                 )
             return site_id
-    return None
+    return _carried_id("site id", default, max_id_length) if default else None
+
+
+def _carried_id(what: str, value: str, max_id_length: int) -> str:
+    if len(value) > max_id_length:
+        raise PayloadError(
+            "id_too_long",
+            f"the transport's {what} has {len(value)} characters (limit {max_id_length})",
+        )
+    return value
 
 
 def _id_text(raw: object) -> str | None:
