@@ -35,6 +35,7 @@ from pathlib import Path
 import dagster as dg
 
 from sensor_platform.definitions import build_definitions
+from sensor_platform.defs.ingest import source_named
 from sensor_platform.detection.rules import load_rules
 from sensor_platform.notify.receiver import WebhookReceiver
 from sensor_platform.settings import load_settings
@@ -88,10 +89,11 @@ def main() -> None:
     )
     definitions = build_definitions(settings)
     resources = {"lake": definitions.resources["lake"]}
-    simulated_feed_sensor = definitions.resolve_sensor_def("simulated_feed_sensor")
+    feed = source_named("simulator")
+    simulated_feed_sensor = definitions.resolve_sensor_def(feed.sensor)
     raw_partitions_sensor = definitions.resolve_sensor_def("raw_partitions_sensor")
     instance = dg.DagsterInstance.ephemeral()
-    feed_job, raw_job = (definitions.resolve_job_def(n) for n in ("simulated_feed_job", "raw_job"))
+    feed_job, raw_job = (definitions.resolve_job_def(n) for n in (feed.job, "raw_job"))
     started = datetime.now(UTC)
     deadline = time.monotonic() + args.minutes * 60
     run_seconds: dict[str, list[float]] = {"feed": [], "raw+alerts": []}
@@ -109,7 +111,11 @@ def main() -> None:
         cursor = json.dumps({"next": started.replace(second=0, microsecond=0).isoformat()})
         while time.monotonic() < deadline:
             tick = time.monotonic()
-            context = dg.build_sensor_context(instance=instance, cursor=cursor)
+            context = dg.build_sensor_context(
+                instance=instance,
+                cursor=cursor,
+                resources={"fleet": definitions.resources["fleet"]},
+            )
             result = simulated_feed_sensor(context)
             for request in result.run_requests or []:
                 t = time.monotonic()
@@ -117,7 +123,7 @@ def main() -> None:
                     run_config=request.run_config, instance=instance, tags=request.tags
                 )
                 run_seconds["feed"].append(time.monotonic() - t)
-                window = request.run_config["ops"]["land_simulated_window"]["config"]
+                window = request.run_config["ops"][feed.op]["config"]
                 landed.append(
                     (
                         datetime.fromisoformat(window["start"]),

@@ -9,8 +9,7 @@ from sensor_platform.defs.alerts import alerts_definitions
 from sensor_platform.defs.anomalies import anomalies_asset
 from sensor_platform.defs.automation import automation_definitions
 from sensor_platform.defs.catalog import catalog_definitions
-from sensor_platform.defs.feed import feed_definitions
-from sensor_platform.defs.kafka import kafka_definitions
+from sensor_platform.defs.ingest import SOURCES, ingest_definitions
 from sensor_platform.defs.landing import quarantine_spec
 from sensor_platform.defs.partitions import Partitions
 from sensor_platform.defs.quality import quality_definitions
@@ -28,8 +27,7 @@ def build_definitions(settings: Settings, datasets: Registry = REGISTRY) -> dg.D
     anomalies = datasets.get("sensor_anomalies")
     complete: list[dg.Definitions] = []  # the catalog describes the finished whole
     platform = dg.Definitions.merge(
-        feed_definitions(settings),
-        kafka_definitions(settings),
+        ingest_definitions(settings, SOURCES),
         dg.Definitions(
             assets=[
                 quarantine_spec(datasets.get("quarantined_messages")),

@@ -61,7 +61,8 @@ def _range_tags(first: str, last: str) -> dict[str, str]:
 def run_demo(hours: int = 6, now: datetime | None = None) -> dict[str, object]:
     from sensor_platform.datasets import REGISTRY
     from sensor_platform.definitions import build_definitions
-    from sensor_platform.defs.feed import feed_run_request
+    from sensor_platform.defs.ingest import source_named
+    from sensor_platform.simulator.source import window_unit
 
     instance = dev_instance()
     settings = load_settings()
@@ -74,7 +75,9 @@ def run_demo(hours: int = 6, now: datetime | None = None) -> dict[str, object]:
     feed_job = definitions.resolve_job_def("simulated_feed_job")
     window = start
     while window < end:
-        request = feed_run_request(window, min(window + timedelta(minutes=15), end))
+        request = source_named("simulator").run_request(
+            window_unit(window, min(window + timedelta(minutes=15), end))
+        )
         _run(feed_job, instance, run_config=request.run_config, tags=request.tags)
         window += timedelta(minutes=15)
 

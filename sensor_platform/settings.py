@@ -42,7 +42,7 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("SENSOR_PARTITIONS_START", "2026-01-01", "first partition (UTC date)"),
     # -- ingestion
-    Variable("SENSOR_SOURCE", "simulator", "which feed sensor runs by default: simulator or kafka"),
+    Variable("SENSOR_SOURCE", "simulator", "which source's sensor runs: simulator, kafka or mqtt"),
     Variable("SENSOR_FLEET_FILE", "packaged fleet", "the fleet registry / simulator fleet (JSON)"),
     Variable("SENSOR_FEED_INTERVAL_SECONDS", "30", "how often the simulated feed sensor ticks"),
     Variable("SENSOR_SIMULATOR_SEED", "42", "the simulated fleet's random seed"),
@@ -60,6 +60,44 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SENSOR_KAFKA_SASL_USERNAME", "–", "kafka-python sasl_plain_username"),
     Variable("SENSOR_KAFKA_SASL_PASSWORD", "–", "kafka-python sasl_plain_password", secret=True),
     Variable("SENSOR_KAFKA_SSL_CAFILE", "–", "kafka-python ssl_cafile"),
+    Variable("SENSOR_MQTT_HOST", "127.0.0.1", "MQTT broker host"),
+    Variable("SENSOR_MQTT_PORT", "1883", "MQTT broker port (8883 is usual for TLS)"),
+    Variable(
+        "SENSOR_MQTT_TOPICS", "sensors/#", "topic filters subscribed at QoS 1, comma-separated"
+    ),
+    Variable(
+        "SENSOR_MQTT_TOPIC_TEMPLATE",
+        "–",
+        "topic levels that carry ids, e.g. sensors/{site_id}/{device_id}",
+    ),
+    Variable(
+        "SENSOR_MQTT_CLIENT_ID",
+        "sensor-platform",
+        "the persistent session's client id (no other client may use it)",
+    ),
+    Variable("SENSOR_MQTT_PROTOCOL", "5", "MQTT version: 5 or 3.1.1"),
+    Variable("SENSOR_MQTT_USERNAME", "–", "MQTT username"),
+    Variable("SENSOR_MQTT_PASSWORD", "–", "MQTT password", secret=True),
+    Variable("SENSOR_MQTT_TLS_CA_FILE", "–", "TLS on, the broker verified against this CA file"),
+    Variable(
+        "SENSOR_MQTT_SESSION_EXPIRY_SECONDS",
+        "604800",
+        "MQTT 5: how long the broker keeps the session and its queue",
+    ),
+    Variable("SENSOR_MQTT_KEEPALIVE_SECONDS", "60", "MQTT keepalive"),
+    Variable("SENSOR_MQTT_MAX_MESSAGES_PER_RUN", "50000", "messages one run drains at most"),
+    Variable("SENSOR_MQTT_MAX_SECONDS_PER_RUN", "30", "seconds one run drains at most"),
+    Variable(
+        "SENSOR_MQTT_IDLE_SECONDS", "1", "a run stops draining after this long without a message"
+    ),
+    Variable(
+        "SENSOR_MQTT_POLL_INTERVAL_SECONDS", "30", "how often the MQTT sensor asks for a drain"
+    ),
+    Variable(
+        "SENSOR_MQTT_CONNECT_TIMEOUT_SECONDS",
+        "10",
+        "limit on connecting, subscribing and acknowledging",
+    ),
     # -- pipeline tuning
     Variable("SENSOR_MAX_MESSAGE_BYTES", "1048576", "larger messages are quarantined"),
     Variable("SENSOR_MAX_ID_LENGTH", "256", "longer device, site or metric ids are quarantined"),
@@ -96,7 +134,7 @@ CHANNEL_PREFIXES = {
     "slack": "SENSOR_SLACK_WEBHOOK",
     "webhook": "SENSOR_ALERT_WEBHOOK",
 }
-SOURCES = ("simulator", "kafka")
+SOURCES = ("simulator", "kafka", "mqtt")
 ON_GAP_POLICIES = ("fail", "earliest", "latest")
 
 
@@ -135,6 +173,21 @@ class Settings:
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_ssl_cafile: str | None = None
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_topics: tuple[str, ...] = ("sensors/#",)
+    mqtt_topic_template: str | None = None
+    mqtt_client_id: str = "sensor-platform"
+    mqtt_protocol: str = "5"
+    mqtt_username: str | None = None
+    mqtt_tls_ca_file: str | None = None
+    mqtt_session_expiry_seconds: int = 604_800
+    mqtt_keepalive_seconds: int = 60
+    mqtt_max_messages_per_run: int = 50_000
+    mqtt_max_seconds_per_run: int = 30
+    mqtt_idle_seconds: float = 1.0
+    mqtt_poll_interval_seconds: int = 30
+    mqtt_connect_timeout_seconds: float = 10.0
     max_message_bytes: int = 1_048_576
     max_id_length: int = 256
     future_tolerance_minutes: int = 5
@@ -185,6 +238,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_sasl_mechanism=env.optional("SENSOR_KAFKA_SASL_MECHANISM"),
         kafka_sasl_username=env.optional("SENSOR_KAFKA_SASL_USERNAME"),
         kafka_ssl_cafile=env.optional("SENSOR_KAFKA_SSL_CAFILE"),
+        mqtt_host=env.text("SENSOR_MQTT_HOST", "127.0.0.1"),
+        mqtt_port=env.positive_int("SENSOR_MQTT_PORT", 1883),
+        mqtt_topics=env.items("SENSOR_MQTT_TOPICS", ("sensors/#",)),
+        mqtt_topic_template=env.optional("SENSOR_MQTT_TOPIC_TEMPLATE"),
+        mqtt_client_id=env.text("SENSOR_MQTT_CLIENT_ID", "sensor-platform"),
+        mqtt_protocol=env.choice("SENSOR_MQTT_PROTOCOL", ("5", "3.1.1"), "5"),
+        mqtt_username=env.optional("SENSOR_MQTT_USERNAME"),
+        mqtt_tls_ca_file=env.optional("SENSOR_MQTT_TLS_CA_FILE"),
+        mqtt_session_expiry_seconds=env.positive_int("SENSOR_MQTT_SESSION_EXPIRY_SECONDS", 604_800),
+        mqtt_keepalive_seconds=env.positive_int("SENSOR_MQTT_KEEPALIVE_SECONDS", 60),
+        mqtt_max_messages_per_run=env.positive_int("SENSOR_MQTT_MAX_MESSAGES_PER_RUN", 50_000),
+        mqtt_max_seconds_per_run=env.positive_int("SENSOR_MQTT_MAX_SECONDS_PER_RUN", 30),
+        mqtt_idle_seconds=env.positive_number("SENSOR_MQTT_IDLE_SECONDS", 1.0),
+        mqtt_poll_interval_seconds=env.positive_int("SENSOR_MQTT_POLL_INTERVAL_SECONDS", 30),
+        mqtt_connect_timeout_seconds=env.positive_number(
+            "SENSOR_MQTT_CONNECT_TIMEOUT_SECONDS", 10.0
+        ),
         max_message_bytes=env.positive_int("SENSOR_MAX_MESSAGE_BYTES", 1_048_576),
         max_id_length=env.positive_int("SENSOR_MAX_ID_LENGTH", 256),
         future_tolerance_minutes=env.integer("SENSOR_FUTURE_TOLERANCE_MINUTES", 5, minimum=0),
@@ -247,6 +317,18 @@ class _Env:
 
     def positive_int(self, name: str, default: int) -> int:
         return self.integer(name, default, minimum=1)
+
+    def positive_number(self, name: str, default: float) -> float:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not number > 0:
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+        return number
 
     def share(self, name: str, default: float) -> float:
         value = self.optional(name)

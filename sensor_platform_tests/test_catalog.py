@@ -28,11 +28,11 @@ from sensor_platform.catalog.publishing import (
 )
 from sensor_platform.catalog.schema_versions import SchemaHistory, SchemaSnapshot, diff_schemas
 from sensor_platform.datasets import REGISTRY
-from sensor_platform.defs.feed import feed_run_request, feed_windows
 from sensor_platform.lake import layout
 from sensor_platform.lake.store import Lake
+from sensor_platform.simulator.source import feed_windows
 from sensor_platform.warehouse.store import Warehouse
-from sensor_platform_tests.platform import definitions_for, hour_key
+from sensor_platform_tests.platform import definitions_for, feed_run_request, hour_key
 
 pytestmark = pytest.mark.integration  # Dagster runs
 

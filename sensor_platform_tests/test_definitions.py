@@ -51,6 +51,7 @@ JOBS = {
     "simulated_feed_job",
     "kafka_ingest_job",
     "kafka_skip_range_job",
+    "mqtt_ingest_job",
     "raw_job",
     "minute_job",
     "rollups_job",
@@ -60,6 +61,7 @@ JOBS = {
 SENSORS = {
     "simulated_feed_sensor": dg.DefaultSensorStatus.RUNNING,
     "kafka_ingest_sensor": dg.DefaultSensorStatus.STOPPED,
+    "mqtt_ingest_sensor": dg.DefaultSensorStatus.STOPPED,
     "raw_partitions_sensor": dg.DefaultSensorStatus.RUNNING,
     "raw_freshness_sensor": dg.DefaultSensorStatus.RUNNING,
     "platform_automation_sensor": dg.DefaultSensorStatus.RUNNING,

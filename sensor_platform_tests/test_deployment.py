@@ -13,7 +13,7 @@ from dagster._core.instance.config import dagster_instance_config
 
 from sensor_platform.cli import build_parser
 from sensor_platform.datasets import REGISTRY
-from sensor_platform.defs.kafka import kafka_ingest_job
+from sensor_platform.defs.ingest import SOURCES, landing_job
 from sensor_platform.defs.partitions import Partitions
 from sensor_platform.defs.raw import raw_asset
 from sensor_platform.demo import DEV_INSTANCE_YAML
@@ -261,9 +261,12 @@ def test_production_instance_config_is_valid_and_limits_what_the_code_uses(tmp_p
     assert config["run_monitoring"]["free_slots_after_run_end_seconds"] == 10
     assert config["retention"]["sensor"]["purge_after_days"]["skipped"] == 7
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
-    # the tag the limits name is the one the Kafka ingestion runs carry
-    feed_tag = ("sensor_platform/feed", kafka_ingest_job.tags["sensor_platform/feed"])
-    assert feed_tag in {(limit["key"], limit.get("value")) for limit in limits}
+    # every source's landing runs carry the tag a limit names; an MQTT session drains alone
+    named = {(limit["key"], limit.get("value")): limit["limit"] for limit in limits}
+    for source in SOURCES:
+        job = landing_job(source)
+        assert ("sensor_platform/feed", job.tags["sensor_platform/feed"]) in named
+    assert named["sensor_platform/feed", "mqtt"] == 1
     assert config["concurrency"]["pools"]["default_limit"] == 1
     raw = raw_asset(REGISTRY.raw, Partitions.starting("2026-01-01"))
     assert raw.node_def.pools == {"raw_sensor_readings"}

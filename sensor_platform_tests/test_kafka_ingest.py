@@ -14,7 +14,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from sensor_platform.datasets import REGISTRY
-from sensor_platform.defs.kafka import KafkaDataLost, kafka_ingest_job
+from sensor_platform.defs.ingest import landing_job, source_named
 from sensor_platform.defs.partitions import Partitions
 from sensor_platform.defs.raw import raw_asset
 from sensor_platform.defs.resources import (
@@ -30,6 +30,7 @@ from sensor_platform.kafka.broker import start_local_broker
 from sensor_platform.kafka.client import ensure_topic, produce
 from sensor_platform.kafka.offsets import PartitionState
 from sensor_platform.kafka.settings import KafkaSettings
+from sensor_platform.kafka.source import KafkaDataLost
 from sensor_platform.lake import layout
 from sensor_platform.lake.store import Lake
 from sensor_platform.readings.normalize import Message, normalize_messages
@@ -44,6 +45,7 @@ PLATFORM = definitions_for(Path("data"))
 kafka_ingest_sensor = PLATFORM.resolve_sensor_def("kafka_ingest_sensor")
 raw_partitions_sensor = PLATFORM.resolve_sensor_def("raw_partitions_sensor")
 raw_sensor_readings = raw_asset(REGISTRY.raw, Partitions.starting("2026-01-01"))
+kafka_ingest_job = landing_job(source_named("kafka"))
 
 # Recent event times: the normalizer judges them against the Kafka record timestamp (now).
 BASE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
@@ -668,7 +670,7 @@ def test_a_failed_range_is_requested_again_with_backoff_then_lands(
 
     later = datetime.now(UTC) + timedelta(minutes=2)
     monkeypatch.setattr(
-        "sensor_platform.defs.kafka.datetime",
+        "sensor_platform.defs.ingest.datetime",
         type("Later", (datetime,), {"now": classmethod(lambda cls, tz=None: later)}),
     )
     third = tick(instance, resource, second.cursor)

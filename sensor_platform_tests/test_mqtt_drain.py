@@ -391,3 +391,16 @@ def test_simulate_to_mqtt_publishes_the_fleet_on_template_topics(tmp_path, capsy
         _, site, device = topic.rsplit("/", 2)
         assert sites[device] == site
     assert quarantined(lake) == []
+
+
+def test_a_drain_without_a_kept_session_warns_that_messages_were_not_kept():
+    from sensor_platform.mqtt.source import MqttSource
+
+    source = MqttSource(system_broker("5"), idle_seconds=IDLE)
+    with source.read({}) as first:  # no session for this client id yet
+        assert first.summary()["mqtt_session_present"] is False
+        [warning] = first.warnings()
+        assert "had no session" in warning and source.settings.client_id in warning
+    with source.read({}) as second:  # the broker kept the session of the first drain
+        assert second.summary()["mqtt_session_present"] is True
+        assert second.warnings() == []

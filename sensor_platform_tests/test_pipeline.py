@@ -8,12 +8,12 @@ import dagster as dg
 import duckdb
 import pytest
 
-from sensor_platform.defs.feed import feed_run_request, feed_windows
 from sensor_platform.defs.resources import LakeResource
 from sensor_platform.lake import layout
 from sensor_platform.lake.compaction import landing_hours
 from sensor_platform.lake.store import Lake
-from sensor_platform_tests.platform import definitions_for, hour_key
+from sensor_platform.simulator.source import feed_windows
+from sensor_platform_tests.platform import definitions_for, feed_run_request, hour_key
 
 pytestmark = pytest.mark.integration  # Dagster runs
 
@@ -137,9 +137,9 @@ def test_landing_run_reports_figures_and_quarantine(env):
 
 
 def test_feed_sensor_cursor_and_chunking(env):
-    instance = env["instance"]
+    instance, fleet = env["instance"], {"fleet": env["defs"].resources["fleet"]}
     context = dg.build_sensor_context(
-        instance=instance, cursor=json.dumps({"next": START.isoformat()})
+        instance=instance, cursor=json.dumps({"next": START.isoformat()}), resources=fleet
     )
     result = env["defs"].resolve_sensor_def("simulated_feed_sensor")(context)
     # the cursor is in the past: all windows up to now, 15 minutes each at most
@@ -156,7 +156,7 @@ def test_feed_sensor_cursor_and_chunking(env):
     assert timedelta(0) <= datetime.now(UTC) - new_cursor < timedelta(minutes=2)
     # caught up: the next tick asks for nothing
     again = env["defs"].resolve_sensor_def("simulated_feed_sensor")(
-        dg.build_sensor_context(instance=instance, cursor=result.cursor)
+        dg.build_sensor_context(instance=instance, cursor=result.cursor, resources=fleet)
     )
     assert not again.run_requests
 

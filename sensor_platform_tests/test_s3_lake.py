@@ -12,10 +12,10 @@ import pytest
 
 from sensor_platform.datasets import REGISTRY
 from sensor_platform.definitions import build_definitions
-from sensor_platform.defs.feed import feed_run_request
 from sensor_platform.lake import layout
 from sensor_platform.readings.schema import READING_SCHEMA
 from sensor_platform.settings import load_settings
+from sensor_platform_tests.platform import feed_run_request
 from sensor_platform_tests.readings_factory import readings_table
 
 pytestmark = pytest.mark.integration  # Dagster runs

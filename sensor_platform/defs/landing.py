@@ -35,6 +35,7 @@ def land_messages(
     anomaly_rules: AnomalyRulesResource,
     warehouse: WarehouseResource,
     alerts: AlertsResource,
+    extra: dict[str, object] | None = None,
 ) -> "LandingReport":
     """Normalize and land one batch, then announce the fast rules' episodes of its devices right
     away (thresholds, device faults); log its figures and a quarantine materialization. The batch
@@ -66,6 +67,7 @@ def land_messages(
             ),
             "bytes_written": report.bytes_written,
             **fast_alerts,
+            **(extra or {}),
         }
     )
     if report.quarantined:

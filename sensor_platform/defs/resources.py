@@ -16,13 +16,16 @@ if TYPE_CHECKING:
     from sensor_platform.datasets import Dataset, Registry
     from sensor_platform.detection.rules import RuleSet
     from sensor_platform.kafka.settings import KafkaSettings
+    from sensor_platform.kafka.source import KafkaSource
     from sensor_platform.lake.store import Lake
+    from sensor_platform.mqtt.source import MqttSource
     from sensor_platform.notify.channels import Channel, ChannelSetup
     from sensor_platform.notify.delivery import RetryPolicy
     from sensor_platform.quality.partition_checks import AssetQualityReport
     from sensor_platform.quality.rules import FleetRegistry, QualityRules
     from sensor_platform.readings.normalize import NormalizeLimits
     from sensor_platform.simulator.fleet import Fleet
+    from sensor_platform.simulator.source import SimulatorSource
     from sensor_platform.warehouse.store import Warehouse
 
 
@@ -72,6 +75,12 @@ class FleetResource(dg.ConfigurableResource):
         from sensor_platform.simulator.fleet import load_fleet
 
         return load_fleet(self.fleet_file)
+
+    def source(self) -> "SimulatorSource":
+        """The simulated fleet as an ingest source."""
+        from sensor_platform.simulator.source import SimulatorSource
+
+        return SimulatorSource(self.fleet(), self.seed, self.anomaly_rate, self.late_rate)
 
     def registry(self) -> "FleetRegistry":
         """What the quality checks need to know of the fleet: cadences and sites."""
@@ -153,6 +162,57 @@ class KafkaResource(dg.ConfigurableResource):
             security=security,
             max_records_per_run=self.max_records_per_run,
             consumer_group=self.consumer_group,
+        )
+
+    def source(self) -> "KafkaSource":
+        from sensor_platform.kafka.source import KafkaSource
+
+        return KafkaSource(self.settings(), on_gap=self.on_gap)
+
+
+class MqttResource(dg.ConfigurableResource):
+    """An MQTT broker's persistent session (QoS 1): where it is, who we are (the password is a
+    secret: give it as EnvVar), which topics, how the topic carries ids, how much a run drains."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topics: list[str] = ["sensors/#"]
+    topic_template: str | None = None
+    client_id: str = "sensor-platform"
+    protocol: str = "5"
+    username: str | None = None
+    password: str | None = None
+    tls_ca_file: str | None = None
+    session_expiry_seconds: int = 604_800
+    keepalive_seconds: int = 60
+    connect_timeout_seconds: float = 10.0
+    max_messages_per_run: int = 50_000
+    max_seconds_per_run: float = 30.0
+    idle_seconds: float = 1.0
+
+    def source(self) -> "MqttSource":
+        from sensor_platform.mqtt.settings import MqttSettings
+        from sensor_platform.mqtt.source import MqttSource
+
+        settings = MqttSettings(
+            host=self.host,
+            port=self.port,
+            topics=tuple(self.topics),
+            client_id=self.client_id,
+            username=self.username,
+            password=self.password,
+            tls_ca_file=self.tls_ca_file,
+            protocol=self.protocol,
+            session_expiry_seconds=self.session_expiry_seconds,
+            keepalive_seconds=self.keepalive_seconds,
+            topic_template=self.topic_template,
+            connect_timeout_seconds=self.connect_timeout_seconds,
+        )
+        return MqttSource(
+            settings,
+            max_messages=self.max_messages_per_run,
+            max_seconds=self.max_seconds_per_run,
+            idle_seconds=self.idle_seconds,
         )
 
 
@@ -327,6 +387,23 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             max_records_per_run=settings.kafka_max_records_per_run,
             consumer_group=settings.kafka_consumer_group,
             on_gap=settings.kafka_on_gap,
+        ),
+        "mqtt": MqttResource(
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            topics=list(settings.mqtt_topics),
+            topic_template=settings.mqtt_topic_template,
+            client_id=settings.mqtt_client_id,
+            protocol=settings.mqtt_protocol,
+            username=settings.mqtt_username,
+            password=secret("SENSOR_MQTT_PASSWORD"),
+            tls_ca_file=settings.mqtt_tls_ca_file,
+            session_expiry_seconds=settings.mqtt_session_expiry_seconds,
+            keepalive_seconds=settings.mqtt_keepalive_seconds,
+            connect_timeout_seconds=settings.mqtt_connect_timeout_seconds,
+            max_messages_per_run=settings.mqtt_max_messages_per_run,
+            max_seconds_per_run=settings.mqtt_max_seconds_per_run,
+            idle_seconds=settings.mqtt_idle_seconds,
         ),
         "quality": QualityResource(rules_file=settings.quality_rules_file),
         "anomaly_rules": AnomalyRulesResource(rules_file=settings.anomaly_rules_file),
