@@ -117,17 +117,20 @@ def notices(con: duckdb.DuckDBPyConnection, chosen: AlarmFilter) -> pd.DataFrame
 
 
 def delivery_by_episode(episode_table: pd.DataFrame, notice_table: pd.DataFrame) -> pd.DataFrame:
-    """The episodes with one column per channel: the state of each of their notices there
-    (`opened: sent, closed: failed`), empty where nothing was announced."""
+    """The episodes with one column per channel, right after what identifies them: the state of
+    each of their notices there (`opened: sent, closed: failed`), empty where nothing was
+    announced."""
+    channels = sorted(notice_table["channel"].unique())
     table = episode_table.copy()
-    for channel in sorted(notice_table["channel"].unique()):
+    for channel in channels:
         mine = notice_table[notice_table["channel"] == channel].sort_values("last_recorded_at")
         summary = mine.groupby("episode_id", sort=False).apply(
             lambda g: ", ".join(f"{e}: {s}" for e, s in zip(g["event"], g["state"], strict=True)),
             include_groups=False,
         )
         table[channel] = table["episode_id"].map(summary)
-    return table
+    first = ["site_id", "device_id", "rule", "severity", "status", "start_time", *channels]
+    return table[first + [c for c in table.columns if c not in first]]
 
 
 def counts(episode_table: pd.DataFrame) -> pd.DataFrame:

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from sensor_platform.dashboard import alarms, charts
+from sensor_platform.dashboard import alarms, charts, pages
 from sensor_platform.dashboard.ui.context import (
     NO_SITE,
     none_for_missing,
@@ -25,7 +25,9 @@ def render() -> None:
         presets = {k: v for k, v in ranges(now()).items() if k in PRESETS}
         choice = st.radio("Episodes active in", list(presets), index=1, horizontal=True)
         start, end = presets[choice]
-        everything = query(alarms.episodes, chosen=alarms.AlarmFilter(start=start, end=end))
+        everything = query(pages.alarms_page, chosen=alarms.AlarmFilter(start=start, end=end))[
+            "all"
+        ]
         sites = list(dict.fromkeys(none_for_missing(everything["site_id"].sort_values())))
         columns = st.columns(4)
         statuses = columns[0].multiselect("Status", ["open", "closed"], default=["open", "closed"])
@@ -46,8 +48,8 @@ def render() -> None:
             rules=tuple(chosen_rules) or None,
             statuses=tuple(statuses),
         )
-        episodes = query(alarms.episodes, chosen=chosen)
-        notices = query(alarms.notices, chosen=chosen)
+        data = query(pages.alarms_page, chosen=chosen)
+        episodes, notices = data["episodes"], data["notices"]
 
         figures = st.columns(5)
         figures[0].metric("Episodes", f"{len(episodes):,}")

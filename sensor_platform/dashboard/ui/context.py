@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from sensor_platform.dashboard import alarms, data_quality, explorer, overview
+from sensor_platform.dashboard import pages
 from sensor_platform.dashboard.sources import DashboardConfig, DashboardSource, SourceStatus
 from sensor_platform.detection.rules import RuleSet, load_rules
 from sensor_platform.settings import Settings, load_settings
@@ -24,24 +24,15 @@ from sensor_platform.settings import Settings, load_settings
 LOG = logging.getLogger("sensor_platform.dashboard")
 NO_SITE = "(no site)"
 
-# The only functions a cached query may name: (module, name) -> function.
-QUERIES: dict[str, Callable[..., pd.DataFrame]] = {
+# The only functions a cached query may name.
+QUERIES: dict[str, Callable[..., object]] = {
     f"{fn.__module__}.{fn.__qualname__}": fn
     for fn in (
-        overview.sites,
-        overview.silent_devices,
-        overview.freshness,
-        overview.feeds,
-        explorer.inventory,
-        explorer.data_end,
-        explorer.series,
-        explorer.episodes,
-        explorer.latest_readings,
-        alarms.episodes,
-        alarms.notices,
-        data_quality.grid,
-        data_quality.latest_failures,
-        data_quality.exclusions,
+        pages.overview_page,
+        pages.explorer_choices,
+        pages.explorer_page,
+        pages.alarms_page,
+        pages.quality_page,
     )
 }
 
@@ -78,7 +69,8 @@ def _cached_run(ttl_s: int) -> Callable[[str, dict], object]:
 
 
 def query(function: Callable[..., object], **params: object) -> object:
-    """`function(con, **params)` on a fresh read-only connection, cached for the TTL."""
+    """`function(con, **params)` (a page's reads) on a fresh read-only connection, cached for the
+    TTL."""
     name = f"{function.__module__}.{function.__qualname__}"
     if name not in QUERIES:
         raise ValueError(f"{name} is not a dashboard query")

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import streamlit as st
 
-from sensor_platform.dashboard import charts, explorer
+from sensor_platform.dashboard import charts, explorer, pages
 from sensor_platform.dashboard.ui.context import (
     context,
     none_for_missing,
@@ -21,7 +21,8 @@ MAX_DEVICES = 10
 
 def render() -> None:
     with page("Site / device explorer"):
-        inventory = query(explorer.inventory)
+        choices = query(pages.explorer_choices)
+        inventory = choices["inventory"]
         if inventory.empty:
             st.info("No aggregates yet: the explorer fills in once minute aggregates exist.")
             return
@@ -38,7 +39,7 @@ def render() -> None:
         metric = right.selectbox(
             "Metric", metrics, index=metrics.index("temperature") if "temperature" in metrics else 0
         )
-        end = query(explorer.data_end) or datetime.now(UTC)
+        end = choices["data_end"] or datetime.now(UTC)
         presets = ranges(end)
         choice = st.radio(
             "Range (ending at the newest data)", [*presets, "Custom"], index=1, horizontal=True
@@ -58,9 +59,18 @@ def render() -> None:
             st.caption("Pick at least one device.")
             return
         level = explorer.level_for(start, end)
-        params = dict(site_id=site, devices=devices, metric=metric, start=start, end=end)
-        series = query(explorer.series, level=level, **params)
-        episodes = query(explorer.episodes, **params)
+        device = st.session_state.get("latest_device")
+        data = query(
+            pages.explorer_page,
+            level=level.name,
+            site_id=site,
+            devices=devices,
+            metric=metric,
+            start=start,
+            end=end,
+            device=device if device in devices else devices[0],
+        )
+        series, episodes = data["series"], data["episodes"]
         thresholds = explorer.thresholds(context().rules, metric)
         units = series["unit"].dropna().unique().tolist()
         title = f"{metric} ({', '.join(units)})" if units else metric
@@ -87,9 +97,9 @@ def render() -> None:
                 },
             )
         st.subheader("Latest raw readings")
-        device = st.selectbox("Device", devices)
+        st.selectbox("Device", devices, key="latest_device")
         st.dataframe(
-            query(explorer.latest_readings, device_id=device, limit=50),
+            data["latest"],
             hide_index=True,
             column_config={"event_time": TIME, "ingest_time": TIME},
         )

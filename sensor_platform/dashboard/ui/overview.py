@@ -3,7 +3,7 @@ freshness and what each feed last landed."""
 
 import streamlit as st
 
-from sensor_platform.dashboard import overview
+from sensor_platform.dashboard import overview, pages
 from sensor_platform.dashboard.ui.context import context, now, page, query
 
 TIME = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", timezone="UTC")
@@ -13,7 +13,8 @@ def render() -> None:
     with page("Overview"):
         stale_after = context().rules.stale_after
         moment = now()
-        sites = query(overview.sites, now=moment, stale_after=stale_after)
+        data = query(pages.overview_page, now=moment, stale_after=stale_after)
+        sites = data["sites"]
         figures = overview.totals(sites)
         columns = st.columns(6)
         for column, (label, key) in zip(
@@ -47,7 +48,7 @@ def render() -> None:
         )
 
         st.subheader("Silent devices")
-        silent = query(overview.silent_devices, stale_after=stale_after)
+        silent = data["silent"]
         if silent.empty:
             st.caption("No device is silent.")
         else:
@@ -63,7 +64,7 @@ def render() -> None:
 
         st.subheader("Data freshness")
         st.dataframe(
-            query(overview.freshness, now=moment),
+            data["freshness"],
             hide_index=True,
             column_config={
                 "newest_window": TIME,
@@ -73,7 +74,7 @@ def render() -> None:
         )
         st.subheader("Feeds (newest hour of raw data)")
         st.dataframe(
-            query(overview.feeds, now=moment),
+            data["feeds"],
             hide_index=True,
             column_config={"last_ingest": TIME},
         )

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from sensor_platform.dashboard import charts, data_quality
+from sensor_platform.dashboard import charts, data_quality, pages
 from sensor_platform.dashboard.ui.context import context, now, page, query
 
 TIME = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", timezone="UTC")
@@ -15,7 +15,8 @@ def render() -> None:
     with page("Data quality"):
         days = st.slider("Days", min_value=1, max_value=30, value=3)
         since = now() - timedelta(days=days)
-        grid = query(data_quality.grid, since=since)
+        data = query(pages.quality_page, since=since)
+        grid = data["grid"]
         if grid.empty:
             st.info("No quality results in these days.")
         else:
@@ -25,7 +26,7 @@ def render() -> None:
         st.dataframe(data_quality.summary(grid), hide_index=True)
 
         st.subheader("Latest failures")
-        failures = query(data_quality.latest_failures, since=since, limit=100)
+        failures = data["failures"]
         if failures.empty:
             st.caption("No expectation failed in these days.")
         else:
@@ -56,7 +57,7 @@ def render() -> None:
                 st.code(failure["data_docs"], language=None)
 
         st.subheader("Readings excluded from the aggregates")
-        excluded = query(data_quality.exclusions, limit=200)
+        excluded = data["exclusions"]
         if excluded is None:
             st.caption("The platform does not record exclusions (no quality_exclusions table).")
         elif excluded.empty:
