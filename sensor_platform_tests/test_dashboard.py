@@ -498,3 +498,25 @@ def test_heatmap_and_timeline_specs(platform, source):
     assert timeline["encoding"]["y"]["aggregate"] == "count"
     empty = charts.alarms_timeline(episodes.iloc[0:0], bucket="h").to_dict()
     assert empty["mark"]["type"] == "bar"
+
+
+def test_a_torn_read_is_read_again_and_a_query_mistake_is_not(source):
+    calls = []
+
+    def torn_once(con):
+        calls.append(con)
+        if len(calls) == 1:
+            raise duckdb.Error("TProtocolException: Invalid data")
+        return con.execute("SELECT 42").fetchall()
+
+    assert source.read(torn_once) == [(42,)]
+    assert len(calls) == 2 and calls[0] is not calls[1]  # a new connection the second time
+
+    def mistaken(con):
+        calls.append(con)
+        return con.execute("SELECT no_such_column FROM sensor_readings_hourly").fetchall()
+
+    calls.clear()
+    with pytest.raises(duckdb.BinderException):
+        source.read(mistaken)
+    assert len(calls) == 1

@@ -13,14 +13,17 @@ so that the pipeline never waits on the dashboard and the dashboard never waits 
   are pushed into the scan): DuckDB's httpfs extension cannot be downloaded here.
 
 A relation that does not exist yet (no files, no analytics file, no table) reads as empty with
-its columns, so every page renders on a new platform. Connections are opened per query and
-closed right after: nothing is held between two page renders.
+its columns, so every page renders on a new platform. Connections are opened per page read and
+closed right after: nothing is held between two page renders. A read that races the replacement
+of a partition file can fail to decode it (seen under a writer rewriting partitions in a loop:
+DuckDB's Thrift decoder reports invalid data); `read` then runs it again on a new connection,
+which sees the new file whole.
 """
 
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +46,7 @@ WAREHOUSE_TABLES: tuple[TableSpec, ...] = WAREHOUSE_COPIES
 OPTIONAL_RELATIONS = ("quality_exclusions",)
 # A server warehouse read waits this long at most for a table lock held by a writer's DDL.
 SERVER_LOCK_TIMEOUT_S = 2.0
+READ_ATTEMPTS = 5
 
 
 def hive_fields(dataset: Dataset) -> list[pa.Field]:
@@ -128,6 +132,19 @@ class DashboardSource:
             yield con
         finally:
             con.close()
+
+    def read(self, function: Callable[..., object], /, **params: object) -> object:
+        """`function(con, **params)` on a fresh connection, again (up to READ_ATTEMPTS times in
+        all) when it raced the replacement of a lake file."""
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                with self.connect() as con:
+                    return function(con, **params)
+            except duckdb.Error as exc:
+                if attempt == READ_ATTEMPTS or not _torn_read(exc):
+                    raise
+                time.sleep(0.05 * attempt)  # let the writer finish its rename
+        raise AssertionError("unreachable")
 
     def status(self) -> SourceStatus:
         """What is read; the server warehouse is not contacted for it."""
@@ -222,6 +239,17 @@ class DashboardSource:
             rows = self.warehouse.read(spec, start=self.clock() - COPY_HORIZON)
             self._copies[spec.name] = (time.monotonic(), rows)
             return rows
+
+
+def _torn_read(exc: duckdb.Error) -> bool:
+    """A Parquet file decoded as garbage (DuckDB raises its Thrift errors as the plain
+    duckdb.Error: "TProtocolException: Invalid data", "don't know what type") or not found as a
+    Parquet file: what a replacement under a read looks like. Query mistakes (syntax, binding,
+    catalog, conversion) are subclasses and are never retried."""
+    message = str(exc)
+    return type(exc) is duckdb.Error or (
+        isinstance(exc, duckdb.IOException | duckdb.InvalidInputException) and "arquet" in message
+    )
 
 
 def _mtime(path: str) -> datetime | None:

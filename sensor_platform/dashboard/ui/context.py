@@ -56,9 +56,7 @@ def context() -> Context:
 
 
 def _run(name: str, params: dict) -> object:
-    function = QUERIES[name]
-    with context().source.connect() as con:
-        return function(con, **params)
+    return context().source.read(QUERIES[name], **params)
 
 
 @st.cache_resource(show_spinner=False)
