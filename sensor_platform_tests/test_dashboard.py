@@ -14,7 +14,7 @@ import pytest
 
 from sensor_platform.catalog.analytics_db import COPY_HORIZON, refresh_analytics_db
 from sensor_platform.dashboard import alarms, charts, data_quality, explorer, overview
-from sensor_platform.dashboard.relations import has_relation
+from sensor_platform.dashboard.relations import has_relation, open_episodes
 from sensor_platform.dashboard.sources import (
     LAKE_DATASETS,
     WAREHOUSE_TABLES,
@@ -65,7 +65,7 @@ def _readings(platform, since: datetime | None = None) -> pd.DataFrame:
 # -- overview --------------------------------------------------------------------------------------
 def test_overview_counts_each_site_from_its_data(platform, source):
     with source.connect() as con:
-        sites = overview.sites(con, now=END, stale_after=STALE)
+        sites = overview.sites(con, now=END, open_now=open_episodes(con, STALE))
     assert sites["site_id"].tolist() == sorted(["GH1", "FAC001", HOSTILE_SITE])
     by_site = sites.set_index("site_id")
     raw = _readings(platform)
@@ -89,7 +89,7 @@ def test_overview_counts_each_site_from_its_data(platform, source):
 
 def test_silent_devices_freshness_and_feeds(platform, source):
     with source.connect() as con:
-        silent = overview.silent_devices(con, stale_after=STALE)
+        silent = overview.silent_devices(open_episodes(con, STALE))
         fresh = overview.freshness(con, now=END).set_index("dataset")
         feeds = overview.feeds(con, now=END)
     assert silent["device_id"].tolist() == ["GH1-D02"]
@@ -273,7 +273,7 @@ def test_alarm_episodes_filters_and_delivery_states(platform, source):
         at_fac = alarms.episodes(
             con, alarms.AlarmFilter(platform.start, platform.end, sites=("FAC001",), no_site=False)
         )
-        notices = alarms.notices(con, everything)
+        notices = alarms.notices(con, episodes["episode_id"].tolist())
     latest = platform.latest_episodes()
     assert sorted(episodes["episode_id"]) == sorted(e["episode_id"] for e in latest)
     assert sorted(critical["episode_id"]) == sorted(
@@ -390,8 +390,8 @@ def test_without_the_analytics_file_the_lake_is_read_directly(platform, tmp_path
     assert "does not exist yet" in status.notes[0]
     assert set(status.empty) == {spec.name for spec in WAREHOUSE_TABLES}
     with source.connect() as con:
-        sites = overview.sites(con, now=END, stale_after=STALE)
-        notices = alarms.notices(con, alarms.AlarmFilter(platform.start, platform.end))
+        sites = overview.sites(con, now=END, open_now=open_episodes(con, STALE))
+        notices = alarms.notices(con, [e["episode_id"] for e in platform.latest_episodes()])
     assert overview.totals(sites)["devices"] == 4
     assert notices.empty
 
@@ -407,13 +407,13 @@ def test_a_new_platform_renders_every_query_empty(tmp_path):
     }
     window = alarms.AlarmFilter(END - timedelta(days=1), END)
     with source.connect() as con:
-        assert overview.sites(con, now=END, stale_after=STALE).empty
-        assert overview.silent_devices(con, stale_after=STALE).empty
+        assert overview.sites(con, now=END, open_now=open_episodes(con, STALE)).empty
+        assert overview.silent_devices(open_episodes(con, STALE)).empty
         assert overview.freshness(con, now=END)["latest_reading"].isna().all()
         assert overview.feeds(con, now=END).empty
         assert explorer.inventory(con).empty and explorer.data_end(con) is None
         assert explorer.latest_readings(con, device_id="d").empty
-        assert alarms.episodes(con, window).empty and alarms.notices(con, window).empty
+        assert alarms.episodes(con, window).empty and alarms.notices(con, ["x"]).empty
         assert data_quality.grid(con, since=END).empty
         assert data_quality.latest_failures(con, since=END).empty
 
@@ -435,7 +435,7 @@ def test_the_dashboard_never_opens_the_warehouse_file(platform, tmp_path):
                 {"p": platform.analytics_db},
             ).fetchall()
             assert read_only
-            assert not overview.sites(con, now=END, stale_after=STALE).empty
+            assert not overview.sites(con, now=END, open_now=open_episodes(con, STALE)).empty
     finally:
         holder.close()
 

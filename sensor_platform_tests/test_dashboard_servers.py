@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from sensor_platform.dashboard import alarms, overview, pages
+from sensor_platform.dashboard.relations import open_episodes
 from sensor_platform.dashboard.sources import DashboardConfig, DashboardSource
 from sensor_platform.datasets import REGISTRY
 from sensor_platform.detection.rules import load_rules
@@ -54,7 +55,7 @@ def test_a_postgres_warehouse_is_read_in_read_only_transactions(platform, pg_url
     with DashboardSource(
         DashboardConfig(platform.analytics_db, platform.lake.root_uri, platform.warehouse_url)
     ).connect() as con:
-        from_file = alarms.notices(con, window)
+        from_file = alarms.notices(con, alarms.episodes(con, window)["episode_id"].tolist())
     columns = ["episode_id", "channel", "event", "state"]
     assert (
         from_server[columns].sort_values(columns).values.tolist()
@@ -89,12 +90,12 @@ def test_an_s3_lake_is_read_without_duckdb_extensions(platform, s3_endpoint, tmp
         )
     )
     with source.connect() as con:
-        sites = overview.sites(con, now=END, stale_after=STALE)
+        sites = overview.sites(con, now=END, open_now=open_episodes(con, STALE))
         choices = pages.explorer_choices(con)
     with DashboardSource(
         DashboardConfig(platform.analytics_db, platform.lake.root_uri, platform.warehouse_url)
     ).connect() as con:
-        local = overview.sites(con, now=END, stale_after=STALE)
+        local = overview.sites(con, now=END, open_now=open_episodes(con, STALE))
     assert sites.drop(columns="last_reading").equals(local.drop(columns="last_reading"))
     assert HOSTILE_SITE in set(sites["site_id"])
     assert choices["data_end"] == platform.end

@@ -26,6 +26,11 @@ class AlarmFilter:
     rules: tuple[str, ...] | None = None
     statuses: tuple[str, ...] | None = None
 
+    @property
+    def is_everything(self) -> bool:
+        """No filter beyond the range."""
+        return (self.sites, self.severities, self.rules, self.statuses) == (None,) * 4
+
     def sql(self) -> tuple[str, dict]:
         """The episodes' latest states, as SQL with bound parameters."""
         where = (
@@ -73,16 +78,15 @@ def episodes(con: duckdb.DuckDBPyConnection, chosen: AlarmFilter) -> pd.DataFram
     return table
 
 
-def notices(con: duckdb.DuckDBPyConnection, chosen: AlarmFilter) -> pd.DataFrame:
+def notices(con: duckdb.DuckDBPyConnection, episode_ids: list[str]) -> pd.DataFrame:
     """One row per channel and notice (an episode's opened / escalated / closed event) about the
-    chosen episodes: its delivery state from the ledger (sent, expired, failed, unknown,
-    attempting) and whether it may have arrived twice."""
-    sql, params = chosen.sql()
+    episodes: its delivery state from the ledger (sent, expired, failed, unknown, attempting) and
+    whether it may have arrived twice."""
     ledger_sql = f"""
         SELECT {_LEDGER_COLUMNS} FROM "{LEDGER_TABLE.name}"
-        WHERE episode_id IN (SELECT episode_id FROM ({sql}))
+        WHERE episode_id IN (SELECT unnest($ids::VARCHAR[]))
     """  # noqa: S608 - fixed SQL
-    history = con.sql(ledger_sql, params=params).to_arrow_table()
+    history = con.sql(ledger_sql, params={"ids": list(episode_ids)}).to_arrow_table()
     rows = [
         {
             "episode_id": state.episode_id,

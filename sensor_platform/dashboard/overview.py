@@ -13,7 +13,6 @@ from sensor_platform.dashboard.relations import (
     day_of,
     frame,
     latest_day,
-    open_episodes,
     relation,
 )
 from sensor_platform.datasets import Dataset
@@ -22,10 +21,11 @@ FLEET_LOOKBACK = timedelta(days=7)  # devices heard from in the week before the 
 SEVERITIES = ("critical", "warning")
 
 
-def sites(con: duckdb.DuckDBPyConnection, *, now: datetime, stale_after: timedelta) -> pd.DataFrame:
+def sites(con: duckdb.DuckDBPyConnection, *, now: datetime, open_now: pd.DataFrame) -> pd.DataFrame:
     """One row per site (NULL: readings without a site): devices and metrics heard from in the
-    FLEET_LOOKBACK before the newest hourly data, readings in the hour before `now`, open alarms
-    by severity and silent devices (open silent episodes)."""
+    FLEET_LOOKBACK before the newest hourly data, readings in the hour before `now`, and of the
+    open episodes `open_now` (relations.open_episodes) the alarms by severity and the silent
+    devices."""
     hourly, minute = LEVELS[1], LEVELS[0]
     newest = latest_day(con, hourly) or day_of(now)
     since = newest - FLEET_LOOKBACK
@@ -56,7 +56,7 @@ def sites(con: duckdb.DuckDBPyConnection, *, now: datetime, stale_after: timedel
         """,  # noqa: S608 - registry name
         {"hour_day": day_of(hour_ago), "hour_ago": hour_ago, "now": now},
     )
-    alarms = alarm_counts(open_episodes(con, stale_after))
+    alarms = alarm_counts(open_now)
     table = known.merge(last_hour, on="site_id", how="outer").merge(
         alarms, on="site_id", how="outer"
     )
@@ -93,9 +93,8 @@ def totals(site_table: pd.DataFrame) -> dict[str, int]:
     }
 
 
-def silent_devices(con: duckdb.DuckDBPyConnection, *, stale_after: timedelta) -> pd.DataFrame:
+def silent_devices(open_now: pd.DataFrame) -> pd.DataFrame:
     """Devices with an open silent episode: since when, and how long the silence has lasted."""
-    open_now = open_episodes(con, stale_after)
     silent = open_now[open_now["kind"] == "silent"]
     table = pd.DataFrame(
         {

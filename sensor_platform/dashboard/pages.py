@@ -8,6 +8,7 @@ import duckdb
 import pandas as pd
 
 from sensor_platform.dashboard import alarms, data_quality, explorer, overview
+from sensor_platform.dashboard.relations import open_episodes
 from sensor_platform.datasets import REGISTRY
 
 Frames = dict[str, pd.DataFrame | None]
@@ -16,9 +17,10 @@ Frames = dict[str, pd.DataFrame | None]
 def overview_page(
     con: duckdb.DuckDBPyConnection, *, now: datetime, stale_after: timedelta
 ) -> Frames:
+    open_now = open_episodes(con, stale_after)
     return {
-        "sites": overview.sites(con, now=now, stale_after=stale_after),
-        "silent": overview.silent_devices(con, stale_after=stale_after),
+        "sites": overview.sites(con, now=now, open_now=open_now),
+        "silent": overview.silent_devices(open_now),
         "freshness": overview.freshness(con, now=now),
         "feeds": overview.feeds(con, now=now),
     }
@@ -50,11 +52,12 @@ def explorer_page(
 
 def alarms_page(con: duckdb.DuckDBPyConnection, *, chosen: alarms.AlarmFilter) -> Frames:
     """Every episode of the range (for the filters' choices), the chosen ones and their notices."""
-    everything = alarms.AlarmFilter(chosen.start, chosen.end)
+    everything = alarms.episodes(con, alarms.AlarmFilter(chosen.start, chosen.end))
+    episodes = everything if chosen.is_everything else alarms.episodes(con, chosen)
     return {
-        "all": alarms.episodes(con, everything),
-        "episodes": alarms.episodes(con, chosen),
-        "notices": alarms.notices(con, chosen),
+        "all": everything,
+        "episodes": episodes,
+        "notices": alarms.notices(con, episodes["episode_id"].tolist()),
     }
 
 

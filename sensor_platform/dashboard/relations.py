@@ -35,8 +35,19 @@ def has_relation(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(found[0])
 
 
+NEWEST_PARTITIONS = "dashboard_newest_partitions"  # (dataset, newest_day), from the file listing
+
+
 def latest_day(con: duckdb.DuckDBPyConnection, dataset: Dataset) -> date | None:
-    """The date of the newest partition of `dataset` (from folder names), None when empty."""
+    """The date of the newest partition of `dataset`, None when it has none: from the lake's file
+    listing when the source registered it (a scan of every file's folder name otherwise)."""
+    if has_relation(con, NEWEST_PARTITIONS):
+        found = con.execute(
+            f"SELECT newest_day FROM {NEWEST_PARTITIONS} WHERE dataset = $name",  # noqa: S608 - fixed name
+            {"name": dataset.name},
+        ).fetchall()
+        if found:
+            return found[0][0]
     [(day,)] = con.execute(f"SELECT max(date) FROM {relation(dataset)}").fetchall()  # noqa: S608 - registry name
     return day
 

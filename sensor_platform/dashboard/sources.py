@@ -21,18 +21,20 @@ which sees the new file whole.
 """
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
 from sensor_platform.catalog.analytics_db import COPY_HORIZON, WAREHOUSE_COPIES, create_lake_views
+from sensor_platform.dashboard.relations import NEWEST_PARTITIONS
 from sensor_platform.datasets import REGISTRY, Dataset
 from sensor_platform.lake.store import Lake
 from sensor_platform.settings import Settings, read_secret
@@ -47,6 +49,7 @@ OPTIONAL_RELATIONS = ("quality_exclusions",)
 # A server warehouse read waits this long at most for a table lock held by a writer's DDL.
 SERVER_LOCK_TIMEOUT_S = 2.0
 READ_ATTEMPTS = 5
+_DATE_FOLDER = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 
 
 def hive_fields(dataset: Dataset) -> list[pa.Field]:
@@ -195,6 +198,7 @@ class DashboardSource:
             ).fetchall()
         }
         empty = []
+        con.register(NEWEST_PARTITIONS, self._newest_partitions())
         missing = {d.name: d.prefix for d in LAKE_DATASETS if d.name not in present}
         if missing and self.lake.is_local:
             views, _ = create_lake_views(con, self.lake, missing, temporary=temporary)
@@ -216,6 +220,20 @@ class DashboardSource:
                 con.register(spec.name, spec.schema.empty_table())
                 empty.append(spec.name)
         return empty
+
+    def _newest_partitions(self) -> pa.Table:
+        """Each lake dataset's newest partition day, from the file listing: folder names sort by
+        time, so the last path names it, and no Parquet file is opened to find it."""
+        names, days = [], []
+        for dataset in LAKE_DATASETS:
+            files = self.lake.list_files(dataset.prefix)
+            found = _DATE_FOLDER.search(files[-1].path) if files else None
+            if found:
+                names.append(dataset.name)
+                days.append(date.fromisoformat(found.group(1)))
+        return pa.table(
+            {"dataset": pa.array(names, pa.string()), "newest_day": pa.array(days, pa.date32())}
+        )
 
     def _s3_dataset(self, dataset: Dataset) -> ds.Dataset | None:
         files = self.lake.list_files(dataset.prefix)
