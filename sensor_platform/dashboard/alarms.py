@@ -126,12 +126,12 @@ def delivery_by_episode(episode_table: pd.DataFrame, notice_table: pd.DataFrame)
     announced."""
     channels = sorted(notice_table["channel"].unique())
     table = episode_table.copy()
+    labelled = notice_table.sort_values("last_recorded_at", kind="stable").assign(
+        label=notice_table["event"] + ": " + notice_table["state"]
+    )
     for channel in channels:
-        mine = notice_table[notice_table["channel"] == channel].sort_values("last_recorded_at")
-        summary = mine.groupby("episode_id", sort=False).apply(
-            lambda g: ", ".join(f"{e}: {s}" for e, s in zip(g["event"], g["state"], strict=True)),
-            include_groups=False,
-        )
+        mine = labelled[labelled["channel"] == channel]
+        summary = mine.groupby("episode_id", sort=False)["label"].agg(", ".join)
         table[channel] = table["episode_id"].map(summary)
     first = ["site_id", "device_id", "rule", "severity", "status", "start_time", *channels]
     return table[first + [c for c in table.columns if c not in first]]

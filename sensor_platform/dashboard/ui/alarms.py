@@ -18,6 +18,8 @@ from sensor_platform.dashboard.ui.context import (
 
 TIME = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", timezone="UTC")
 PRESETS = ("Last 24 hours", "Last 7 days", "Last 30 days")
+STATUSES = ["open", "closed"]
+SEVERITIES = ["critical", "warning"]
 
 
 def render() -> None:
@@ -30,10 +32,8 @@ def render() -> None:
         ]
         sites = list(dict.fromkeys(none_for_missing(everything["site_id"].sort_values())))
         columns = st.columns(4)
-        statuses = columns[0].multiselect("Status", ["open", "closed"], default=["open", "closed"])
-        severities = columns[1].multiselect(
-            "Severity", ["critical", "warning"], default=["critical", "warning"]
-        )
+        statuses = columns[0].multiselect("Status", STATUSES, default=STATUSES)
+        severities = columns[1].multiselect("Severity", SEVERITIES, default=SEVERITIES)
         chosen_sites = columns[2].multiselect(
             "Sites (all when empty)", sites, format_func=site_label
         )
@@ -44,9 +44,9 @@ def render() -> None:
             end=end,
             sites=tuple(s for s in chosen_sites if s is not None) if chosen_sites else None,
             no_site=not chosen_sites or None in chosen_sites,
-            severities=tuple(severities),
+            severities=None if set(severities) == set(SEVERITIES) else tuple(severities),
             rules=tuple(chosen_rules) or None,
-            statuses=tuple(statuses),
+            statuses=None if set(statuses) == set(STATUSES) else tuple(statuses),
         )
         data = query(pages.alarms_page, chosen=chosen)
         episodes, notices = data["episodes"], data["notices"]
