@@ -29,6 +29,9 @@ from sensor_platform.lake.store import Lake
 from sensor_platform.warehouse.store import Warehouse
 from sensor_platform_tests.dashboard_data import build_small_platform
 
+# A pipeline process looping for several seconds: kept out of `make test-fast` (under a minute).
+pytestmark = pytest.mark.integration
+
 END = datetime(2026, 3, 2, 12, tzinfo=UTC)
 HOURS = 3
 ROUNDS = 12
