@@ -8,8 +8,8 @@ export SENSOR_DATA_DIR ?= $(CURDIR)/data
 DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f -print 2>/dev/null)
 
-.PHONY: install demo ui test test-fast lint format broker benchmark benchmark-kafka \
-	benchmark-mqtt benchmark-load clean
+.PHONY: install demo ui dashboard test test-fast lint format broker benchmark benchmark-kafka \
+	benchmark-mqtt benchmark-load benchmark-dashboard clean
 
 install: $(VENV)/.installed $(DBT_MANIFEST)
 
@@ -31,6 +31,10 @@ demo: install
 ui: install
 	$(BIN)/python -c 'from sensor_platform.demo import dev_instance; dev_instance()'
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+
+# The operations dashboard on http://127.0.0.1:8501 (SENSOR_DASHBOARD_PORT / _HOST to move it).
+dashboard: install
+	$(BIN)/sensor-platform dashboard
 
 test: install
 	$(BIN)/pytest
@@ -58,6 +62,9 @@ benchmark-mqtt: install
 
 benchmark-load: install
 	$(BIN)/python benchmarks/load_time.py
+
+benchmark-dashboard: install
+	$(BIN)/python benchmarks/dashboard.py
 
 clean:
 	rm -rf data .dagster_home

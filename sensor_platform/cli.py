@@ -1,10 +1,12 @@
-"""`sensor-platform ...`: the commands a user types (simulate, demo, broker, dbt-parse)."""
+"""`sensor-platform ...`: the commands a user types (simulate, demo, broker, dbt-parse, dashboard)."""
 
 import argparse
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from itertools import islice
+from pathlib import Path
 
 from sensor_platform.simulator.fleet import load_fleet
 from sensor_platform.simulator.generate import anomaly_labels, simulate, write_jsonl, write_labels
@@ -140,6 +142,44 @@ def _cmd_dbt_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+def dashboard_command(host: str, port: int) -> list[str]:
+    """The `streamlit run` command line of the dashboard on host:port: headless, no usage
+    statistics, no file watcher, and only the error's type on the page (details go to the log)."""
+    app = Path(__file__).with_name("dashboard") / "app.py"
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "viewer",
+        "--client.showErrorDetails",
+        "type",
+    ]
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from sensor_platform.settings import load_settings
+
+    settings = load_settings()
+    command = dashboard_command(
+        args.host or settings.dashboard_host, args.port or settings.dashboard_port
+    )
+    print(f"dashboard on http://{command[7]}:{command[9]}", file=sys.stderr, flush=True)
+    os.execv(command[0], command)  # Streamlit takes this process: signals reach it directly
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sensor-platform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -186,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dbt_parse.add_argument("--project-dir", help="default: SENSOR_DBT_PROJECT_DIR or dbt_project/")
     dbt_parse.set_defaults(func=_cmd_dbt_parse)
+
+    dashboard = sub.add_parser("dashboard", help="run the operations dashboard (Streamlit)")
+    dashboard.add_argument("--host", help="default: SENSOR_DASHBOARD_HOST (127.0.0.1)")
+    dashboard.add_argument("--port", type=_positive(int), help="default: SENSOR_DASHBOARD_PORT")
+    dashboard.set_defaults(func=_cmd_dashboard)
     return parser
 
 

@@ -2,9 +2,11 @@
 
 `load_settings()` is the only reader of the environment: the code location calls it once when it
 builds its definitions (never at import), and everything else receives plain values. Secrets
-(passwords inside URLs, keys, webhook URLs) are never read here: `Settings.secrets_set` only says
-which of them are set, and resources receive them as Dagster `EnvVar`s, so the UI shows the
-variable's name, never its value. `VARIABLES` is the table the README and `.env.example` list.
+(passwords inside URLs, keys, webhook URLs) are never part of the settings: `Settings.secrets_set`
+only says which of them are set, and resources receive them as Dagster `EnvVar`s, so the UI shows
+the variable's name, never its value; the dashboard, which has no Dagster to resolve them, reads
+one with `read_secret` at the moment it connects. `VARIABLES` is the table the README and
+`.env.example` list.
 """
 
 import os
@@ -126,6 +128,12 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     # -- dbt
     Variable("SENSOR_DBT_PROJECT_DIR", "dbt_project/ of the checkout", "the dbt project folder"),
+    # -- dashboard
+    Variable("SENSOR_DASHBOARD_HOST", "127.0.0.1", "address the dashboard listens on"),
+    Variable("SENSOR_DASHBOARD_PORT", "8501", "port of the dashboard"),
+    Variable(
+        "SENSOR_DASHBOARD_CACHE_TTL_SECONDS", "30", "how long the dashboard reuses a query result"
+    ),
 )
 SECRETS = frozenset(v.name for v in VARIABLES if v.secret)
 # Each alert channel's variables: <prefix>_URL (a secret), <prefix>_MIN_SEVERITY, <prefix>_SITES.
@@ -203,6 +211,9 @@ class Settings:
     )
     alert_max_age_hours: float | None = 24.0
     dbt_project_dir: str | None = None
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8501
+    dashboard_cache_ttl_seconds: int = 30
     secrets_set: frozenset[str] = frozenset()  # which secret variables are set (never values)
 
     @property
@@ -239,7 +250,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_sasl_username=env.optional("SENSOR_KAFKA_SASL_USERNAME"),
         kafka_ssl_cafile=env.optional("SENSOR_KAFKA_SSL_CAFILE"),
         mqtt_host=env.text("SENSOR_MQTT_HOST", "127.0.0.1"),
-        mqtt_port=env.positive_int("SENSOR_MQTT_PORT", 1883),
+        mqtt_port=env.port("SENSOR_MQTT_PORT", 1883),
         mqtt_topics=env.items("SENSOR_MQTT_TOPICS", ("sensors/#",)),
         mqtt_topic_template=env.optional("SENSOR_MQTT_TOPIC_TEMPLATE"),
         mqtt_client_id=env.text("SENSOR_MQTT_CLIENT_ID", "sensor-platform"),
@@ -275,8 +286,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         },
         alert_max_age_hours=env.hours_or_none("SENSOR_ALERT_MAX_AGE_HOURS", 24.0),
         dbt_project_dir=env.optional("SENSOR_DBT_PROJECT_DIR"),
+        dashboard_host=env.text("SENSOR_DASHBOARD_HOST", "127.0.0.1"),
+        dashboard_port=env.port("SENSOR_DASHBOARD_PORT", 8501),
+        dashboard_cache_ttl_seconds=env.integer(
+            "SENSOR_DASHBOARD_CACHE_TTL_SECONDS", 30, minimum=0
+        ),
         secrets_set=frozenset(name for name in SECRETS if env.optional(name)),
     )
+
+
+def read_secret(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The value of secret variable `name`, for the one process that must hand it to a client
+    itself (the dashboard's warehouse and S3 connections): read when the connection is made,
+    never kept in `Settings`, never logged or shown."""
+    if name not in SECRETS:
+        raise ValueError(f"{name} is not a secret variable; read it through load_settings()")
+    return _Env(os.environ if environ is None else environ).optional(name)
 
 
 class _Env:
@@ -328,6 +353,12 @@ class _Env:
             number = -1.0
         if not number > 0:
             raise ValueError(f"{name} must be a positive number, got {value!r}")
+        return number
+
+    def port(self, name: str, default: int) -> int:
+        number = self.integer(name, default, minimum=1)
+        if number > 65535:
+            raise ValueError(f"{name} must be a TCP port (1-65535), got {number}")
         return number
 
     def share(self, name: str, default: float) -> float:

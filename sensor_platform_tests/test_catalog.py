@@ -30,6 +30,7 @@ from sensor_platform.catalog.schema_versions import SchemaHistory, SchemaSnapsho
 from sensor_platform.datasets import REGISTRY
 from sensor_platform.lake import layout
 from sensor_platform.lake.store import Lake
+from sensor_platform.quality.results import RESULTS_TABLE
 from sensor_platform.simulator.source import feed_windows
 from sensor_platform.warehouse.store import Warehouse
 from sensor_platform_tests.platform import definitions_for, feed_run_request, hour_key
@@ -345,6 +346,11 @@ def test_analytics_views_answer_the_readme_questions_outside_dagster(built):
         query = "SELECT table_name FROM information_schema.tables"
         tables = {r[0] for r in con.execute(query).fetchall()}
         assert {"raw_sensor_readings", "sensor_readings_hourly", "data_catalog"} <= tables
+        # the dashboard's copies of the warehouse tables it may not open itself
+        (copied,) = con.execute("SELECT count(*) FROM data_quality_results").fetchone()
+        assert "anomaly_alert_ledger" in tables
+    results = built["warehouse"].read(RESULTS_TABLE)
+    assert copied == results.num_rows > 0  # every check of this module's runs
 
 
 def test_analytics_file_is_replaced_while_an_analyst_holds_it_open(tmp_path, lake):

@@ -29,6 +29,7 @@ SERVICES = {
     "minio-buckets",
     "mysql",
     "simulator",
+    "dashboard",
     *DAGSTER_SERVICES,
 }
 
@@ -130,7 +131,7 @@ def test_compose_services_images_and_dependencies():
             if spec["condition"] == "service_healthy":
                 assert "healthcheck" in services[dependency], (name, dependency)
     # the platform's services run the image of this repository's Dockerfile, never a pulled one
-    for name in (*DAGSTER_SERVICES, "simulator"):
+    for name in (*DAGSTER_SERVICES, "simulator", "dashboard"):
         assert services[name]["image"] == "sensor-platform:latest"
         assert services[name]["build"] == {"context": ".", "dockerfile": "Dockerfile"}
     published = [p.split(":")[0] for s in services.values() for p in s.get("ports", [])]
@@ -244,6 +245,24 @@ def test_simulator_publishes_to_the_kafka_service():
     topics = environment(services["user-code"])["SENSOR_KAFKA_TOPICS"].split(",")
     assert args.topic in topics
     assert services["simulator"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_dashboard_reads_the_platforms_warehouse_and_lake():
+    services = compose()["services"]
+    dashboard, platform = services["dashboard"], environment(services["user-code"])
+    args = build_parser().parse_args(dashboard["command"][1:])  # every flag exists and parses
+    assert (args.command, args.host, args.port) == ("dashboard", "0.0.0.0", 8501)
+    assert f"{args.port}:{args.port}" in dashboard["ports"]
+    env = environment(dashboard)
+    for name in ("SENSOR_WAREHOUSE_URL", "SENSOR_LAKE_ROOT", "SENSOR_S3_ENDPOINT_URL"):
+        assert env[name] == platform[name], name
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == (
+        platform["AWS_ACCESS_KEY_ID"],
+        platform["AWS_SECRET_ACCESS_KEY"],
+    )
+    assert not {k for k in env if k.startswith("DAGSTER_PG")}  # no access to Dagster's instance
+    assert "_stcore/health" in " ".join(dashboard["healthcheck"]["test"])
+    assert dashboard["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
 # -- dagster.yaml ----------------------------------------------------------------------------------

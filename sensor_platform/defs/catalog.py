@@ -274,6 +274,8 @@ def catalog_definitions(describe: Callable[[], dg.Definitions]) -> dg.Definition
             store,
             {e.name: e.lake_prefix for e in entries if e.lake_prefix},
             tables,
+            warehouse=wh,  # copies of the alert ledger and quality results, for the dashboard
+            now=now,
         )
         for spec, rows in tables:
             wh.replace_window(spec, rows, *ALL_TIME)

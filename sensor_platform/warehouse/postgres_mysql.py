@@ -147,6 +147,14 @@ class ServerDatabase:
     def read(self, spec: TableSpec, start: datetime | None, end: datetime | None) -> pa.Table:
         table = spec.sqlalchemy_table()
         with self.engine.connect() as conn:
+            # A reader takes no row locks (MVCC), but its table lock would queue behind a writer's
+            # DDL (a new column) and every later reader with it: waiting is bounded like a writer's.
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            if self.dialect == "postgresql":
+                conn.execute(
+                    sa.text("SELECT set_config('lock_timeout', :ms, true)"),
+                    {"ms": f"{math.ceil(self.lock_timeout_s * 1000)}ms"},
+                )
             inspector = sa.inspect(conn)
             if not inspector.has_table(spec.name):
                 return spec.schema.empty_table()

@@ -1,0 +1,1 @@
+"""The Streamlit pages of the dashboard: a thin layer over the query modules beside it."""
