@@ -8,7 +8,7 @@ export SENSOR_DATA_DIR ?= $(CURDIR)/data
 DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f -print 2>/dev/null)
 
-.PHONY: install demo ui test test-fast lint format broker benchmark benchmark-kafka \
+.PHONY: install demo ui sql docs test test-fast lint format broker benchmark benchmark-kafka \
 	benchmark-mqtt benchmark-load clean
 
 install: $(VENV)/.installed $(DBT_MANIFEST)
@@ -31,6 +31,10 @@ demo: install
 ui: install
 	$(BIN)/python -c 'from sensor_platform.demo import dev_instance; dev_instance()'
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+
+# A read-only SQL prompt on the analysts' file (data/analytics.duckdb), with the DuckDB CLI.
+sql: install
+	$(BIN)/sensor-platform sql
 
 test: install
 	$(BIN)/pytest

@@ -1,4 +1,4 @@
-"""`sensor-platform ...`: the commands a user types (simulate, demo, broker, dbt-parse)."""
+"""`sensor-platform ...`: the commands a user types (simulate, demo, sql, docs, broker, dbt-parse)."""
 
 import argparse
 import sys
@@ -118,6 +118,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sql(args: argparse.Namespace) -> int:
+    from sensor_platform.catalog.sql_prompt import check_file, find_cli, run_builtin, run_cli
+    from sensor_platform.settings import load_settings
+
+    path = check_file(args.file or load_settings().analytics_db)
+    cli = None if args.builtin else find_cli()
+    if cli:
+        return run_cli(cli, path, args.command)
+    return run_builtin(path, args.command, sys.stdin, sys.stdout)
+
+
 def _cmd_broker(args: argparse.Namespace) -> int:
     from sensor_platform.kafka.broker import start_local_broker
 
@@ -176,6 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulate a few hours and run the whole graph locally")
     demo.add_argument("--hours", type=_positive(int), default=6)
     demo.set_defaults(func=_cmd_demo)
+
+    sql = sub.add_parser(
+        "sql", help="a read-only SQL prompt on the analysts' DuckDB file (views over the lake)"
+    )
+    sql.add_argument("-c", "--command", help="run this SQL and exit")
+    sql.add_argument("--file", help="default: SENSOR_ANALYTICS_DB or data/analytics.duckdb")
+    sql.add_argument(
+        "--builtin", action="store_true", help="the built-in prompt even if the DuckDB CLI is there"
+    )
+    sql.set_defaults(func=_cmd_sql)
 
     broker = sub.add_parser("broker", help="run a local Kafka-protocol broker (Tansu, in memory)")
     broker.add_argument("--port", type=int, default=9092)

@@ -1,5 +1,9 @@
 """The analysts' DuckDB file: one view per lake dataset (Hive partitioning on) plus the catalog tables,
-so `duckdb data/analytics.duckdb -c "select ... from sensor_readings_hourly"` works with no Dagster.
+so `sensor-platform sql` (or any DuckDB 1.x client) opens `data/analytics.duckdb` with no Dagster.
+
+The file is written in DuckDB's v1.0.0 storage format (STORAGE_VERSION), which every DuckDB since
+1.0 reads: the DuckDB CLI on PyPI, DBeaver's driver and other SQL clients are often a major
+version behind the `duckdb` package that writes it, and cannot read its newer default format.
 
 The file is built under a temporary name and renamed into place, so analysts holding the old file
 open never block the pipeline and never see half a file. Views name absolute lake paths. For an S3
@@ -21,6 +25,8 @@ from sensor_platform.warehouse.tables import TableSpec, check_identifier
 # Lake paths become SQL string literals (DDL takes no bound parameters), so only plain path
 # characters are accepted; a quote or control character is refused rather than escaped.
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./ +@:=-]+$")
+# Readable by DuckDB 1.0 and every later version (see the module docstring).
+STORAGE_VERSION = "v1.0.0"
 
 EXAMPLE_QUERIES = {
     "Temperature of greenhouse GH1 over the last 7 days of data, hour by hour": """
@@ -75,7 +81,7 @@ def refresh_analytics_db(
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     views, skipped = [], {}
     try:
-        with duckdb.connect(tmp) as con:
+        with duckdb.connect(tmp, config={"storage_compatibility_version": STORAGE_VERSION}) as con:
             for name, prefix in sorted(datasets.items()):
                 reason = _why_no_view(lake, name, prefix)
                 if reason:
