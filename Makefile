@@ -28,9 +28,15 @@ $(DBT_MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
 demo: install
 	$(BIN)/sensor-platform demo
 
+# The UI, and beside it the Data Docs server that the checks' links open (see `make docs`).
 ui: install
 	$(BIN)/python -c 'from sensor_platform.demo import dev_instance; dev_instance()'
+	$(BIN)/sensor-platform docs & docs=$$!; trap 'kill $$docs 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+
+# The lake's Data Docs over HTTP on 127.0.0.1:$SENSOR_DOCS_PORT (3030).
+docs: install
+	$(BIN)/sensor-platform docs
 
 # A read-only SQL prompt on the analysts' file (data/analytics.duckdb), with the DuckDB CLI.
 sql: install

@@ -42,7 +42,9 @@ def build_definitions(settings: Settings, datasets: Registry = REGISTRY) -> dg.D
         ),
         alerts_definitions(anomalies, partitions),
         automation_definitions(datasets, partitions, settings.raw_sensor_interval_seconds),
-        quality_definitions(datasets, load_rules(settings.quality_rules_file).freshness_hours),
+        quality_definitions(
+            datasets, load_rules(settings.quality_rules_file).freshness_hours, partitions
+        ),
         catalog_definitions(lambda: complete[0]),
     )
     complete.append(platform)

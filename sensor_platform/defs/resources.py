@@ -162,6 +162,8 @@ class QualityResource(dg.ConfigurableResource):
 
     rules_file: str | None = None
     build_docs: bool = True
+    # Where the checks link Data Docs pages (SENSOR_DOCS_BASE_URL); None: at the files.
+    docs_base_url: str | None = None
 
     def rules(self) -> "QualityRules":
         from sensor_platform.quality.rules import load_rules
@@ -191,6 +193,7 @@ class QualityResource(dg.ConfigurableResource):
             now=now,
             run_name=run_id[:8],
             build_docs=self.build_docs,
+            docs_base_url=self.docs_base_url,
         )
 
 
@@ -328,7 +331,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             consumer_group=settings.kafka_consumer_group,
             on_gap=settings.kafka_on_gap,
         ),
-        "quality": QualityResource(rules_file=settings.quality_rules_file),
+        "quality": QualityResource(
+            rules_file=settings.quality_rules_file, docs_base_url=settings.docs_base_url
+        ),
         "anomaly_rules": AnomalyRulesResource(rules_file=settings.anomaly_rules_file),
         "alerts": AlertsResource(**channels, max_alert_age_hours=settings.alert_max_age_hours),
         "catalog": CatalogResource(analytics_db_path=settings.analytics_db),
