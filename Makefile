@@ -8,8 +8,8 @@ export SENSOR_DATA_DIR ?= $(CURDIR)/data
 DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f -print 2>/dev/null)
 
-.PHONY: install demo ui dashboard test test-fast lint format broker benchmark benchmark-kafka \
-	benchmark-mqtt benchmark-load benchmark-dashboard clean
+.PHONY: install demo ui dashboard sql docs test test-fast lint format broker benchmark \
+	benchmark-kafka benchmark-mqtt benchmark-load benchmark-dashboard clean
 
 install: $(VENV)/.installed $(DBT_MANIFEST)
 
@@ -28,13 +28,23 @@ $(DBT_MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
 demo: install
 	$(BIN)/sensor-platform demo
 
+# The UI, and beside it the Data Docs server that the checks' links open (see `make docs`).
 ui: install
 	$(BIN)/python -c 'from sensor_platform.demo import dev_instance; dev_instance()'
+	$(BIN)/sensor-platform docs & docs=$$!; trap 'kill $$docs 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
 # The operations dashboard on http://127.0.0.1:8501 (SENSOR_DASHBOARD_PORT / _HOST to move it).
 dashboard: install
 	$(BIN)/sensor-platform dashboard
+
+# The lake's Data Docs over HTTP on 127.0.0.1:$SENSOR_DOCS_PORT (3030).
+docs: install
+	$(BIN)/sensor-platform docs
+
+# A read-only SQL prompt on the analysts' file (data/analytics.duckdb), with the DuckDB CLI.
+sql: install
+	$(BIN)/sensor-platform sql
 
 test: install
 	$(BIN)/pytest

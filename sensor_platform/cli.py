@@ -1,4 +1,5 @@
-"""`sensor-platform ...`: the commands a user types (simulate, demo, broker, dbt-parse, dashboard)."""
+"""`sensor-platform ...`: the commands a user types (simulate, demo, sql, docs, broker, dbt-parse,
+dashboard)."""
 
 import argparse
 import os
@@ -120,6 +121,40 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sql(args: argparse.Namespace) -> int:
+    from sensor_platform.catalog.sql_prompt import check_file, find_cli, run_builtin, run_cli
+    from sensor_platform.settings import load_settings
+
+    path = check_file(args.file or load_settings().analytics_db)
+    cli = None if args.builtin else find_cli()
+    if cli:
+        return run_cli(cli, path, args.command)
+    return run_builtin(path, args.command, sys.stdin, sys.stdout)
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    from sensor_platform.lake.store import Lake
+    from sensor_platform.quality.data_docs import DOCS_PREFIX
+    from sensor_platform.quality.docs_server import docs_server
+    from sensor_platform.settings import load_settings
+
+    settings = load_settings()
+    # S3 keys, if any, are read by the AWS SDK itself from its usual places.
+    lake = Lake(
+        settings.lake_root, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region
+    )
+    port = settings.docs_port if args.port is None else args.port
+    with docs_server(lake, args.host, port) as server:
+        host, port = server.server_address[:2]
+        print(f"Data Docs of {lake.uri(DOCS_PREFIX)} on http://{host}:{port}/ ; Ctrl-C stops it")
+        print(f"The checks link to {settings.docs_base_url}/ (SENSOR_DOCS_BASE_URL)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def _cmd_broker(args: argparse.Namespace) -> int:
     from sensor_platform.kafka.broker import start_local_broker
 
@@ -216,6 +251,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulate a few hours and run the whole graph locally")
     demo.add_argument("--hours", type=_positive(int), default=6)
     demo.set_defaults(func=_cmd_demo)
+
+    sql = sub.add_parser(
+        "sql", help="a read-only SQL prompt on the analysts' DuckDB file (views over the lake)"
+    )
+    sql.add_argument("-c", "--command", help="run this SQL and exit")
+    sql.add_argument("--file", help="default: SENSOR_ANALYTICS_DB or data/analytics.duckdb")
+    sql.add_argument(
+        "--builtin", action="store_true", help="the built-in prompt even if the DuckDB CLI is there"
+    )
+    sql.set_defaults(func=_cmd_sql)
+
+    docs = sub.add_parser(
+        "docs", help="serve the lake's Data Docs over HTTP (the checks in the UI link here)"
+    )
+    docs.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    docs.add_argument("--port", type=int, help="default: SENSOR_DOCS_PORT (3030); 0: any free")
+    docs.set_defaults(func=_cmd_docs)
 
     broker = sub.add_parser("broker", help="run a local Kafka-protocol broker (Tansu, in memory)")
     broker.add_argument("--port", type=int, default=9092)

@@ -40,8 +40,10 @@ def build_definitions(settings: Settings, datasets: Registry = REGISTRY) -> dg.D
         ),
         alerts_definitions(anomalies, partitions),
         automation_definitions(datasets, partitions, settings.raw_sensor_interval_seconds),
-        quality_definitions(datasets, load_rules(settings.quality_rules_file).freshness_hours),
-        catalog_definitions(lambda: complete[0]),
+        quality_definitions(
+            datasets, load_rules(settings.quality_rules_file).freshness_hours, partitions
+        ),
+        catalog_definitions(lambda: complete[0], upstream=[d.name for d in datasets]),
     )
     complete.append(platform)
     return platform

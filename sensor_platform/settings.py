@@ -112,6 +112,12 @@ VARIABLES: tuple[Variable, ...] = (
     # -- quality, anomalies, alerts
     Variable("SENSOR_QUALITY_RULES_FILE", "packaged rules", "data-quality thresholds override"),
     Variable("SENSOR_ANOMALY_RULES_FILE", "packaged rules", "anomaly detection rules (JSON)"),
+    Variable("SENSOR_DOCS_PORT", "3030", "port of the Data Docs server (`make docs`, `make ui`)"),
+    Variable(
+        "SENSOR_DOCS_BASE_URL",
+        "http://127.0.0.1:$SENSOR_DOCS_PORT",
+        "where the checks link Data Docs pages: a server of <lake>/docs/data_quality",
+    ),
     Variable("SENSOR_DISCORD_WEBHOOK_URL", "–", "Discord channel webhook", secret=True),
     Variable("SENSOR_DISCORD_WEBHOOK_MIN_SEVERITY", "warning", "warning or critical"),
     Variable("SENSOR_DISCORD_WEBHOOK_SITES", "–", "sites routed to Discord (empty: all)"),
@@ -206,6 +212,8 @@ class Settings:
     raw_sensor_interval_seconds: int = 30
     quality_rules_file: str | None = None
     anomaly_rules_file: str | None = None
+    docs_port: int = 3030
+    docs_base_url: str = "http://127.0.0.1:3030"
     channels: dict[str, ChannelRouting] = field(
         default_factory=lambda: {kind: ChannelRouting() for kind in CHANNEL_PREFIXES}
     )
@@ -225,6 +233,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every variable; a bad value fails here, naming the variable."""
     env = _Env(os.environ if environ is None else environ)
     data_dir = env.text("SENSOR_DATA_DIR", "data")
+    docs_port = env.integer("SENSOR_DOCS_PORT", 3030, minimum=1)
     return Settings(
         data_dir=data_dir,
         lake_root=env.text("SENSOR_LAKE_ROOT", f"{data_dir}/lake"),
@@ -276,6 +285,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raw_sensor_interval_seconds=env.positive_int("SENSOR_RAW_SENSOR_INTERVAL_SECONDS", 30),
         quality_rules_file=env.optional("SENSOR_QUALITY_RULES_FILE"),
         anomaly_rules_file=env.optional("SENSOR_ANOMALY_RULES_FILE"),
+        docs_port=docs_port,
+        docs_base_url=env.http_url("SENSOR_DOCS_BASE_URL", f"http://127.0.0.1:{docs_port}"),
         channels={
             kind: ChannelRouting(
                 # Checked with the channel, so that a typo stops that channel only (notify).
@@ -339,6 +350,12 @@ class _Env:
         if minimum is not None and number < minimum:
             raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
         return number
+
+    def http_url(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{name} must be an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
 
     def positive_int(self, name: str, default: int) -> int:
         return self.integer(name, default, minimum=1)

@@ -28,7 +28,19 @@ ASSETS = {
     "sensor_readings_daily": ("daily", ["sensor_readings_hourly"]),
     "sensor_anomalies": ("hourly", ["raw_sensor_readings"]),
     "anomaly_alerts": ("hourly", ["sensor_anomalies"]),
-    "data_catalog": (None, []),
+    # The catalog describes every dataset: their lineage into it (it reads metadata only).
+    "data_catalog": (
+        None,
+        [
+            "quality_exclusions",
+            "quarantined_messages",
+            "raw_sensor_readings",
+            "sensor_anomalies",
+            "sensor_readings_daily",
+            "sensor_readings_hourly",
+            "sensor_readings_minute",
+        ],
+    ),
 }
 CHECKS = {
     ("raw_sensor_readings", name)

@@ -116,7 +116,8 @@ def single(i: int, at: datetime):
         "timestamp": at.astimezone(PLUS_TWO).isoformat(),
         "location": "Kitchen",
     }
-    return payload, [(f"S-{i}", "temperature", us(at), float(70 + i))]
+    # °F is converted to °C on the way in (readings/units.py).
+    return payload, [(f"S-{i}", "temperature", us(at), (70 + i - 32) * 5 / 9)]
 
 
 def canonical(i: int, at: datetime):

@@ -142,8 +142,9 @@ def test_single_sensor_payload_uses_type_unit_and_location():
         "latitude": 47.1,
     }
     event = datetime(2024, 6, 14, 16, 27, 45, tzinfo=UTC)
+    # °F is converted on the way in (readings/units.py): aggregates never mix °C and °F.
     assert normalize(message(payload)).readings.to_pylist() == [
-        row(event, "S-1", "Kitchen", "temperature", 70.5, "°F")
+        row(event, "S-1", "Kitchen", "temperature", (70.5 - 32) * 5 / 9, "°C")
     ]
 
 

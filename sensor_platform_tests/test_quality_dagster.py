@@ -124,7 +124,10 @@ def test_an_error_on_raw_keeps_its_series_out_of_the_aggregates_until_fixed(env)
     [series] = failures[("value_in_range", "temperature")]["unexpected_sample"]
     assert (series["device_id"], series["out_of_range"], series["readings"]) == (DEVICE, 1, 60)
     assert figures["partition"] == KEY and figures["rows_validated"] == 3  # 3 series
-    assert figures["data_docs"].startswith("file://")
+    # A link a browser opens from the UI: the docs server (`make ui` starts it), not file://.
+    assert figures["data_docs"].startswith("http://127.0.0.1:3030/validations/raw_sensor_")
+    assert figures["data_docs"].endswith("/failed-error.html")
+    assert validity.partition == KEY  # in Dagster's own field, not only in the metadata
     assert validity.description.startswith(f"ERROR on {KEY}")
     assert "temperature values outside [-90, 1000]" in validity.description
     # The series is out of the minute aggregates, the others are in, and the exclusion is
@@ -232,7 +235,9 @@ def test_a_single_run_backfill_validates_every_partition_of_its_range(env):
     }
     result = run(env, tags=tags)
     assert result.success  # the bad hour's temperature series stays out; nothing blocks
-    validity = metadata(evaluations(result)[("raw_sensor_readings", "validity")])
+    evaluation = evaluations(result)[("raw_sensor_readings", "validity")]
+    assert evaluation.partition is None  # one result for a range: Dagster has no field for it
+    validity = metadata(evaluation)
     assert validity["partitions_validated"] == 3 and validity["rows_validated"] == 9
     assert validity["partition"] == "2026-03-01-10:00 … 2026-03-01-12:00 (3 partitions)"
     assert validity["failed_partitions"] == ["2026-03-01-11:00"]

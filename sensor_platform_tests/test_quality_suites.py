@@ -1,6 +1,6 @@
 """Data-quality suites without Dagster: for every check a clean partition that passes and one
 crafted to fail it, asserting the failing rule, its figures and the bounded sample; plus the
-rules file, the merge of a range, the history rows and the Data Docs published into the lake."""
+rules file, the merge of a range and the history rows (the Data Docs: test_data_docs.py)."""
 
 import dataclasses
 import json
@@ -18,7 +18,6 @@ from sensor_platform.datasets import REGISTRY as DATASETS
 from sensor_platform.lake import layout
 from sensor_platform.lake.store import Lake
 from sensor_platform.quality import partition_checks
-from sensor_platform.quality.data_docs import DOCS_PREFIX, publish_docs
 from sensor_platform.quality.results import RESULTS_SCHEMA, RESULTS_TABLE, results_table, summarize
 from sensor_platform.quality.rules import (
     DEFAULT_RULES_FILE,
@@ -188,6 +187,9 @@ def test_raw_validity_impossible_temperature_is_an_error(lake):
     assert (series["device_id"], series["readings"], series["out_of_range"]) == ("D1", 61, 1)
     assert series["out_of_range_share"] == pytest.approx(1 / 61)
     assert summary.severity == "error"
+    # The line the UI shows says what it counts, and names the rule as the Data Docs do.
+    assert "1 of 1 series (device and metric) unexpected (100%)" in summary.describe()
+    assert e.description.startswith("value_in_range: ")
 
 
 def test_raw_validity_a_rare_glitch_only_warns(lake):
@@ -253,8 +255,12 @@ def test_raw_timeliness_warns_when_too_many_readings_are_late(lake):
     summary = _raw_summary(lake, rows, "timeliness")
     [(key, e)] = failed(summary).items()
     assert key == ("late_share", "ingest_time") and e.severity == "warn"
-    assert e.sample[0]["late_readings"] == 10 and e.sample[0]["readings"] == 180
-    assert e.sample[0]["late_share"] == pytest.approx(10 / 180)
+    # Counted in readings: the late ones are the unexpected rows, and the sample shows them.
+    assert (e.unexpected_count, e.element_count) == (10, 180)
+    assert e.unexpected_percent == pytest.approx(100 * 10 / 180)
+    late = {(r["device_id"], r["metric"], r["event_time"]) for r in e.sample}
+    assert late == {(r["device_id"], r["metric"], r["event_time"].isoformat()) for r in rows[:10]}
+    assert "10 of 180 readings unexpected (5.56%)" in summary.describe()
     rows[0]["ingest_time"] = HOUR + timedelta(minutes=59)  # 9 of 180 = 5 %: at the limit
     assert _raw_summary(lake, rows, "timeliness").success
 
@@ -448,40 +454,6 @@ def test_history_rows_round_trip_on_every_warehouse(clean_lake, results_spec):
 def test_summarize_needs_outcomes():
     with pytest.raises(ValueError, match="nothing to summarize"):
         summarize([], 10)
-
-
-def test_data_docs_are_built_into_the_lake_and_linked(clean_lake):
-    bad = clean_rows(HOUR)
-    bad[0]["value"] = 5000.0
-    write_raw(clean_lake, HOUR, bad)
-    report = check_partitions(
-        clean_lake, RAW, [HOUR], rules=RULES, registry=REGISTRY, now=NOW, run_name="docs"
-    )
-    index = Path(clean_lake.full_path(f"{DOCS_PREFIX}/index.html"))
-    assert index.exists() and report.docs_index == index.resolve().as_uri()
-    page = report.docs_pages["validity/2026-03-01-10:00"]
-    assert page.startswith("file://") and "5000" in Path(page[7:]).read_text()
-    assert clean_lake.exists(f"{DOCS_PREFIX}/static/styles/data_docs_default_styles.css")
-
-
-def test_data_docs_publish_to_s3_through_the_lake(tmp_path, s3_endpoint):
-    site = tmp_path / "site"
-    (site / "validations" / "s").mkdir(parents=True)
-    (site / "index.html").write_text("<html>index</html>")
-    (site / "validations" / "s" / "p.html").write_text("<html>page</html>")
-    (site / "static" / "styles").mkdir(parents=True)
-    (site / "static" / "styles" / "data_docs_default_styles.css").write_text("body{}")
-    lake = Lake("s3://quality-docs/lake", s3_endpoint_url=s3_endpoint,
-                s3_access_key="testing", s3_secret_key="testing")  # fmt: skip
-    first = publish_docs(lake, site)
-    assert f"{DOCS_PREFIX}/index.html" in first and len(first) == 3
-    # Static assets are written once; pages every time.
-    assert publish_docs(lake, site) == [
-        f"{DOCS_PREFIX}/index.html",
-        f"{DOCS_PREFIX}/validations/s/p.html",
-    ]
-    with lake.fs.open_input_stream(lake.full_path(f"{DOCS_PREFIX}/validations/s/p.html")) as f:
-        assert f.read() == b"<html>page</html>"
 
 
 # -- rules ---------------------------------------------------------------------------------------

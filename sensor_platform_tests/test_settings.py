@@ -56,6 +56,14 @@ def test_every_knob_is_read_and_parsed():
     assert settings.channels["discord"].sites == ()
 
 
+def test_the_docs_link_follows_the_docs_port_unless_a_base_url_is_set():
+    assert load_settings({}).docs_base_url == "http://127.0.0.1:3030"
+    moved = load_settings({"SENSOR_DOCS_PORT": "8123"})
+    assert (moved.docs_port, moved.docs_base_url) == (8123, "http://127.0.0.1:8123")
+    served = load_settings({"SENSOR_DOCS_BASE_URL": "https://dq.example.com/data_quality/"})
+    assert served.docs_base_url == "https://dq.example.com/data_quality"
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -67,6 +75,8 @@ def test_every_knob_is_read_and_parsed():
         ("SENSOR_SIMULATOR_LATE_RATE", "1.5"),
         ("SENSOR_ALERT_MAX_AGE_HOURS", "-1"),
         ("SENSOR_DUCKDB_THREADS", "two"),
+        ("SENSOR_DOCS_PORT", "0"),
+        ("SENSOR_DOCS_BASE_URL", "quality.example.com/docs"),
     ],
 )
 def test_a_bad_value_fails_naming_the_variable(name, value):

@@ -1,6 +1,10 @@
 """The analysts' DuckDB file: one view per lake dataset (Hive partitioning on), the catalog tables
-and copies of the warehouse tables the dashboard reads, so `duckdb data/analytics.duckdb -c
-"select ... from sensor_readings_hourly"` works with no Dagster.
+and copies of the warehouse tables the dashboard reads, so `sensor-platform sql` (or any DuckDB 1.x
+client) opens `data/analytics.duckdb` with no Dagster.
+
+The file is written in DuckDB's v1.0.0 storage format (STORAGE_VERSION), which every DuckDB since
+1.0 reads: the DuckDB CLI on PyPI, DBeaver's driver and other SQL clients are often a major
+version behind the `duckdb` package that writes it, and cannot read its newer default format.
 
 The file is built under a temporary name and renamed into place, so analysts and the dashboard
 holding the old file open never block the pipeline and never see half a file. Views name absolute
@@ -34,6 +38,8 @@ COPY_HORIZON = timedelta(days=35)  # the dashboard looks back 30 days at most
 # Lake paths become SQL string literals (DDL takes no bound parameters), so only plain path
 # characters are accepted; a quote or control character is refused rather than escaped.
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./ +@:=-]+$")
+# Readable by DuckDB 1.0 and every later version (see the module docstring).
+STORAGE_VERSION = "v1.0.0"
 
 EXAMPLE_QUERIES = {
     "Temperature of greenhouse GH1 over the last 7 days of data, hour by hour": """
@@ -102,7 +108,7 @@ def refresh_analytics_db(
         tables = [*tables, *warehouse_copies(warehouse, since)]
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     try:
-        with duckdb.connect(tmp) as con:
+        with duckdb.connect(tmp, config={"storage_compatibility_version": STORAGE_VERSION}) as con:
             views, skipped = create_lake_views(con, lake, datasets)
             for spec, rows in tables:
                 con.register("_catalog_rows", rows)

@@ -38,7 +38,7 @@ class ColumnInfo:
 class CheckOutcome:
     name: str
     passed: bool | None  # None: planned or never evaluated
-    severity: str  # ERROR / WARN
+    severity: str  # ERROR / WARN for a failed check; "" otherwise
     evaluated_at: datetime | None
     description: str = ""
 

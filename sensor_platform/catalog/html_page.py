@@ -9,7 +9,7 @@ import html
 import json
 from datetime import datetime
 
-from sensor_platform.catalog.entries import CatalogEntry
+from sensor_platform.catalog.entries import CatalogEntry, CheckOutcome
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
@@ -79,12 +79,23 @@ def _checks(entry: CatalogEntry) -> str:
     if not entry.checks:
         return "none"
     items = "".join(
-        f"<li>{_e(c.name)}: "
-        f"{_badge('not evaluated' if c.passed is None else 'passed' if c.passed else 'failed')}"
-        f" {_e(c.severity)} {_e(c.evaluated_at.isoformat() if c.evaluated_at else '')}</li>"
+        f"<li>{_e(c.name)}: {_check_badge(c)}"
+        f" {_e(c.evaluated_at.isoformat() if c.evaluated_at else '')}</li>"
         for c in entry.checks
     )
     return f"<ul>{items}</ul>"
+
+
+def _check_badge(check: CheckOutcome) -> str:
+    """passed, not evaluated, or failed with the severity it failed with (a passed check has
+    none to show, whatever severity it could have failed with)."""
+    if check.passed is None:
+        return _badge("not evaluated")
+    if check.passed:
+        return _badge("passed")
+    css = "warn" if check.severity == "WARN" else "failed"
+    text = f"failed: {check.severity.lower()}" if check.severity else "failed"
+    return f'<span class="badge {css}">{_e(text)}</span>'
 
 
 def _partitions(entry: CatalogEntry) -> str:

@@ -42,7 +42,14 @@ def automation_definitions(
     )
     jobs, schedules = (
         [raw_job],
-        [_repair_schedule("repair_raw_partitions", raw_job, _plan_raw(raw, partitions))],
+        [
+            _repair_schedule(
+                "repair_raw_partitions",
+                raw_job,
+                _plan_raw(raw, partitions),
+                "of raw_sensor_readings whose run failed",
+            )
+        ],
     )
     for partitioning, (job_name, schedule_name) in AGGREGATE_JOBS.items():
         levels = [d for d in datasets.aggregates if d.partitioning == partitioning]
@@ -54,7 +61,13 @@ def automation_definitions(
         )
         jobs.append(job)
         schedules.append(
-            _repair_schedule(schedule_name, job, _plan_levels(datasets, levels, partitions))
+            _repair_schedule(
+                schedule_name,
+                job,
+                _plan_levels(datasets, levels, partitions),
+                f"of {', '.join(d.name for d in levels)} that are missing or failed while "
+                "their source has data",
+            )
         )
     return dg.Definitions(
         jobs=jobs,
@@ -89,6 +102,9 @@ def raw_partitions_sensor(
         job=raw_job,
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Every {interval_seconds} s: asks for a raw_job run for every hour with "
+        "landed batches not yet merged into raw_sensor_readings, at most one queued or running "
+        "per hour (batches that land meanwhile join the next run).",
     )
     def raw_partitions_sensor(
         context: dg.SensorEvaluationContext, lake: LakeResource
@@ -163,13 +179,14 @@ def partitions_to_repair(
     return [k for k in keys if status.get(k) in MISSING_OR_FAILED and upstream_ready(k)]
 
 
-def _repair_schedule(name: str, job, plan: Plan) -> dg.ScheduleDefinition:
+def _repair_schedule(name: str, job, plan: Plan, what: str) -> dg.ScheduleDefinition:
     @dg.schedule(
         name=name,
         job=job,
         cron_schedule="15 2 * * *",
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Daily at 02:15 UTC: re-runs the partitions of the last 3 days {what}.",
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
         now = context.scheduled_execution_time or datetime.now(UTC)

@@ -8,7 +8,7 @@ in the lake (catalog/schema_history.json); a removed or retyped column fails the
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -72,7 +72,9 @@ def _checks(instance: dg.DagsterInstance, check_keys: set) -> tuple["CheckOutcom
             CheckOutcome(
                 name=check_key.name,
                 passed=None if evaluation is None else evaluation.passed,
-                severity=evaluation.severity.value if evaluation else "",
+                # The severity of a failure; a passed check carries the one it could have
+                # failed with, which means nothing to a reader ("passed ERROR").
+                severity=evaluation.severity.value if evaluation and not evaluation.passed else "",
                 evaluated_at=datetime.fromtimestamp(record.create_timestamp, UTC)
                 if evaluation
                 else None,
@@ -203,12 +205,16 @@ def _link(store: "Lake", relpath: str) -> dg.MetadataValue:
     return dg.MetadataValue.url(store.uri(relpath))
 
 
-def catalog_definitions(describe: Callable[[], dg.Definitions]) -> dg.Definitions:
+def catalog_definitions(
+    describe: Callable[[], dg.Definitions], upstream: Sequence[str] = ()
+) -> dg.Definitions:
     """The catalog asset, its job and hourly schedule. `describe` returns the code location's
-    whole Definitions (the catalog included) when the catalog runs."""
+    whole Definitions (the catalog included) when the catalog runs; `upstream` names the assets
+    it describes, its lineage in the UI (it reads their metadata, not their data)."""
 
     @dg.asset(
         name=CATALOG,
+        deps=list(upstream),
         group_name="catalog",
         kinds={"html", "json", "duckdb"},
         owners=OWNERS,
@@ -305,5 +311,8 @@ def catalog_definitions(describe: Callable[[], dg.Definitions]) -> dg.Definition
         cron_schedule="20 * * * *",  # after the hour's raw partition and minute aggregates land
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Rebuilds the data catalog at :20 every hour (after the hour's raw partition "
+        "and minute aggregates land): the catalog page and JSON in the lake, the data_catalog "
+        "tables and the analysts' DuckDB file.",
     )
     return dg.Definitions(assets=[data_catalog], jobs=[catalog_job], schedules=[catalog_schedule])

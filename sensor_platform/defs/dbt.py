@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt.asset_utils import default_description_fn
 from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 
 from sensor_platform.analytics.dbt_project import (
@@ -80,6 +81,11 @@ class SensorDbtTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "analytics"
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        # The model's own description, without the raw SQL dagster-dbt appends by default (the
+        # UI shows the code under "Code references"; a description is for people).
+        return default_description_fn(dbt_resource_props, display_raw_sql=False)
 
     def get_automation_condition(
         self, dbt_resource_props: Mapping[str, Any]

@@ -25,6 +25,7 @@ from sensor_platform.defs.resources import (
 from sensor_platform.quality.suites import SuiteDefinition, suites_for
 
 if TYPE_CHECKING:
+    from sensor_platform.defs.partitions import Partitions
     from sensor_platform.quality.partition_checks import AssetQualityReport
     from sensor_platform.quality.results import CheckSummary, MergedExpectation
 
@@ -44,20 +45,33 @@ EXPECTATION_COLUMNS = dg.TableSchema(
 )
 
 
-def quality_checks(datasets: Registry, dataset: Dataset) -> dg.AssetChecksDefinition:
+def quality_checks(
+    datasets: Registry,
+    dataset: Dataset,
+    partitions_def: dg.PartitionsDefinition | None = None,
+) -> dg.AssetChecksDefinition:
     """One Dagster check per quality dimension of `dataset`, run together over the partitions the
     run materialized. No check blocks: alarms never wait for quality, and what must not reach
-    the aggregates is kept out by the quality gate on every path (defs/aggregates.py)."""
+    the aggregates is kept out by the quality gate on every path (defs/aggregates.py).
+
+    With the asset's `partitions_def`, a check run for one partition records that partition in
+    Dagster's own field (the UI shows it per partition). A run over a range (a single-run
+    backfill) gives one result per check for the whole range: Dagster cannot split one check
+    result over partitions, so its metadata lists them (`partition`, `failed_partitions`)."""
     suites = suites_for(dataset, datasets)
-    specs = [
-        dg.AssetCheckSpec(
-            suite.dimension,
-            asset=dataset.name,
-            description=f"{suite.dimension.capitalize()}: {suite.description}",
-            metadata={"quality_dimension": suite.dimension, "gx_suite": suite.name},
-        )
-        for suite in suites
-    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned checks are a preview
+        specs = [
+            dg.AssetCheckSpec(
+                suite.dimension,
+                asset=dataset.name,
+                description=f"{suite.dimension.capitalize()}: {suite.description} Counts "
+                f"{suite.counts}.",
+                metadata={"quality_dimension": suite.dimension, "gx_suite": suite.name},
+                partitions_def=partitions_def,
+            )
+            for suite in suites
+        ]
 
     @dg.multi_asset_check(
         specs=specs,
@@ -172,13 +186,20 @@ def _record(e: "MergedExpectation") -> dg.TableRecord:
     )
 
 
-def quality_definitions(datasets: Registry, freshness_hours: float) -> dg.Definitions:
-    """Every quality check and the freshness check and sensor of the raw readings.
+def quality_definitions(
+    datasets: Registry, freshness_hours: float, partitions: "Partitions | None" = None
+) -> dg.Definitions:
+    """Every quality check and the freshness check and sensor of the raw readings; with
+    `partitions`, each check is partitioned like its asset (see quality_checks).
 
     Freshness: raw_sensor_readings updated within `freshness_hours`. (Dagster now prefers a
     FreshnessPolicy on the asset itself; this check works without touching the asset and shows
     in the checks tab next to the suites, so its supersession warning is silenced on purpose.)"""
-    checks = [quality_checks(datasets, d) for d in datasets if d.quality]
+    checks = [
+        quality_checks(datasets, d, partitions.of(d) if partitions else None)
+        for d in datasets
+        if d.quality
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.SupersessionWarning)
         freshness = list(

@@ -222,6 +222,8 @@ class QualityResource(dg.ConfigurableResource):
 
     rules_file: str | None = None
     build_docs: bool = True
+    # Where the checks link Data Docs pages (SENSOR_DOCS_BASE_URL); None: at the files.
+    docs_base_url: str | None = None
 
     def rules(self) -> "QualityRules":
         from sensor_platform.quality.rules import load_rules
@@ -251,6 +253,7 @@ class QualityResource(dg.ConfigurableResource):
             now=now,
             run_name=run_id[:8],
             build_docs=self.build_docs,
+            docs_base_url=self.docs_base_url,
         )
 
 
@@ -405,7 +408,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             max_seconds_per_run=settings.mqtt_max_seconds_per_run,
             idle_seconds=settings.mqtt_idle_seconds,
         ),
-        "quality": QualityResource(rules_file=settings.quality_rules_file),
+        "quality": QualityResource(
+            rules_file=settings.quality_rules_file, docs_base_url=settings.docs_base_url
+        ),
         "anomaly_rules": AnomalyRulesResource(rules_file=settings.anomaly_rules_file),
         "alerts": AlertsResource(**channels, max_alert_age_hours=settings.alert_max_age_hours),
         "catalog": CatalogResource(analytics_db_path=settings.analytics_db),

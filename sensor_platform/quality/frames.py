@@ -22,9 +22,10 @@ from sensor_platform.quality.rules import FleetRegistry, QualityRules
 from sensor_platform.readings.schema import READING_SCHEMA
 from sensor_platform.rollups.schema import AGGREGATE_SCHEMA
 
+# `ingested_late`: 1 when the reading was ingested after its event hour ended (timeliness).
 READINGS_SQL = """
 SELECT device_id, site_id, metric, unit, value, status_code, event_time, ingest_time, source,
-       reading_id
+       reading_id, (ingest_time >= $hour_end)::INTEGER AS ingested_late
 FROM raw
 """
 
@@ -34,14 +35,6 @@ SELECT device_id, site_id, metric, readings, invalid, out_of_range, unit_not_all
        unit_not_allowed / readings AS unit_not_allowed_share,
        in_future / readings AS in_future_share
 FROM gate_series
-"""
-
-LATE_SHARE_SQL = """
-SELECT $hour AS hour_start, count(*) AS readings,
-       count(*) FILTER (WHERE ingest_time >= $hour_end) AS late_readings,
-       coalesce(count(*) FILTER (WHERE ingest_time >= $hour_end) / nullif(count(*), 0), 0.0)
-           AS late_share
-FROM raw
 """
 
 # Consistency columns shared by every aggregate level: `mean_outside_min_max` is how far the mean
@@ -118,18 +111,16 @@ def partition_frames(
 def raw_frames(
     lake: Lake, raw: Dataset, hour: datetime, rules: QualityRules
 ) -> dict[str, pd.DataFrame]:
-    """`readings` (one row per reading), `series` (one row per
-    device and metric: the quality gate's counts of invalid readings and their shares) and
-    `late_share` (one row)."""
+    """`readings` (one row per reading, with `ingested_late`) and `series` (one row per
+    device and metric: the quality gate's counts of invalid readings and their shares)."""
     source = _source(lake, [raw.partition_file(hour)], READING_SCHEMA)
     with _connection() as con:
         con.register("raw", source)
         con.register("gate_series", Gate(rules).series(source))
-        params = {"hour": hour, "hour_end": hour + raw.partition_length}
+        late = {"hour_end": hour + raw.partition_length}
         return {
-            "readings": _frame(con.execute(READINGS_SQL)),
+            "readings": _frame(con.execute(READINGS_SQL, late)),
             "series": _frame(con.execute(SERIES_SQL)),
-            "late_share": _frame(con.execute(LATE_SHARE_SQL, params)),
         }
 
 

@@ -6,6 +6,7 @@ the frame by index). Nothing of the data beyond that sample ever leaves this mod
 Great Expectations is imported when the first suite runs, never at import time of this module.
 """
 
+import dataclasses
 import math
 import tempfile
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class SuiteOutcome:
     rows: int
     expectations: tuple[ExpectationOutcome, ...]
     docs_page: str | None = None  # path of the validation's page inside the Data Docs site
+    counts: str = "rows"  # what a row of the frame is (readings, series ...): see FRAME_ROWS
 
     @property
     def success(self) -> bool:
@@ -61,6 +63,11 @@ class SuiteOutcome:
         """The worst severity among failed expectations; None when everything passed."""
         return max((e.severity for e in self.failed), key=SEVERITY_RANK.get, default=None)
 
+    @property
+    def outcome(self) -> str:
+        """passed, failed-warn or failed-error (the name of its Data Docs page)."""
+        return "passed" if self.success else f"failed-{self.severity}"
+
 
 @dataclass
 class GxValidator:
@@ -73,6 +80,8 @@ class GxValidator:
     _context: Any = field(default=None, init=False, repr=False)
     _definitions: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     _docs_dir: tempfile.TemporaryDirectory | None = field(default=None, init=False, repr=False)
+    # Page as rendered -> page as published (named by its outcome, see data_docs.py).
+    pages: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def validate(
         self, suite: SuiteDefinition, frame: pd.DataFrame, *, partition: str, run_name: str
@@ -91,14 +100,18 @@ class GxValidator:
             },
             run_id=RunIdentifier(run_name=f"{run_name}-{_path_safe(partition)}"),
         )
-        page = None
-        if self.build_docs:
-            new_keys = set(store.list_keys()) - before
-            page = _page_path(new_keys.pop()) if len(new_keys) == 1 else None
         expectations = tuple(self._outcome(r, suite, frame) for r in result.results)
-        return SuiteOutcome(
-            suite.name, suite.asset, suite.dimension, partition, len(frame), expectations, page
-        )
+        outcome = SuiteOutcome(
+            suite.name, suite.asset, suite.dimension, partition, len(frame), expectations,
+            counts=suite.counts,
+        )  # fmt: skip
+        new_keys = set(store.list_keys()) - before if self.build_docs else set()
+        if len(new_keys) != 1:
+            return outcome
+        rendered = _page_path(new_keys.pop())
+        published = f"{rendered.rsplit('/', 1)[0]}/{outcome.outcome}.html"
+        self.pages[rendered] = published
+        return dataclasses.replace(outcome, docs_page=published)
 
     @property
     def docs_dir(self) -> str | None:
@@ -215,7 +228,8 @@ def _exception_message(info: Any) -> str | None:
 
 
 def _page_path(key: Any) -> str:
-    """Where the site builder renders a validation result, relative to the site root."""
+    """Where the site builder renders a validation result, relative to the site root:
+    validations/<asset>/<check>/<run name>/<run time>/<batch id>.html."""
     parts = key.to_tuple()  # (suite name, run name, run time, batch id)
     return "validations/" + "/".join(str(p) for p in parts) + ".html"
 

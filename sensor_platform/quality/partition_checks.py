@@ -1,5 +1,6 @@
 """Validate every partition of a materialized range of one dataset against its suites, in one
-ephemeral Great Expectations context, and publish the Data Docs of that run into the lake."""
+ephemeral Great Expectations context, and publish the Data Docs of that run into the lake (and
+the index of every validation kept there)."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -7,6 +8,7 @@ from datetime import datetime
 from sensor_platform.datasets import Dataset, Registry
 from sensor_platform.lake.store import Lake
 from sensor_platform.quality.data_docs import docs_url, publish_docs
+from sensor_platform.quality.docs_index import write_index
 from sensor_platform.quality.frames import partition_frames
 from sensor_platform.quality.gx_validate import GxValidator, SuiteOutcome
 from sensor_platform.quality.results import CheckSummary, summarize
@@ -35,9 +37,11 @@ def check_partitions(
     run_name: str,
     build_docs: bool = True,
     suites: list[SuiteDefinition] | None = None,
+    docs_base_url: str | None = None,
 ) -> AssetQualityReport:
     """Run the suites of `dataset` (default: all of them) on each window (partition start) and
-    merge each suite's outcomes over the windows."""
+    merge each suite's outcomes over the windows. Links to the Data Docs point under
+    `docs_base_url` (a server of the site); without one, at the files themselves."""
     suites = suites_for(dataset, datasets) if suites is None else suites
     validator = GxValidator(rules, fleet, build_docs=build_docs)
     try:
@@ -53,7 +57,8 @@ def check_partitions(
                 )
         site = validator.render_docs()
         if site is not None:
-            publish_docs(lake, site)
+            publish_docs(lake, site, validator.pages)
+            write_index(lake)
     finally:
         validator.close()
     summaries = {
@@ -63,12 +68,14 @@ def check_partitions(
         for suite in suites
     }
     pages = {
-        f"{o.dimension}/{o.partition}": docs_url(lake, o.docs_page) for o in outcomes if o.docs_page
+        f"{o.dimension}/{o.partition}": docs_url(lake, o.docs_page, base_url=docs_base_url)
+        for o in outcomes
+        if o.docs_page
     }
     return AssetQualityReport(
         asset=dataset.name,
         outcomes=outcomes,
         summaries=summaries,
-        docs_index=docs_url(lake, "index.html") if build_docs else None,
+        docs_index=docs_url(lake, "index.html", base_url=docs_base_url) if build_docs else None,
         docs_pages=pages,
     )

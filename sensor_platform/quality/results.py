@@ -93,6 +93,7 @@ class CheckSummary:
     partitions: tuple[str, ...]
     rows: int
     expectations: tuple[MergedExpectation, ...]
+    counts: str = "rows"  # what the expectations count: readings, series, windows, partitions
 
     @property
     def success(self) -> bool:
@@ -112,14 +113,16 @@ class CheckSummary:
         return max((e.severity for e in self.failed), key=SEVERITY_RANK.get, default=None)
 
     def describe(self, listed: int = 5) -> str:
-        """One line for the UI: what failed, by how much, where."""
+        """One line for the UI: what failed, by how much (in what it counts: readings, series
+        ...), where."""
         where = self.partition_label
         if self.success:
             return f"{len(self.expectations)} expectations passed on {where}."
         parts = [
-            f"{e.description}: {e.unexpected_count} unexpected ({e.unexpected_percent or 0:.3g}%)"
+            f"{e.description} — {e.unexpected_count:,} of {e.element_count:,} {self.counts} "
+            f"unexpected ({e.unexpected_percent or 0:.3g}%)"
             if e.error is None
-            else f"{e.description}: could not be evaluated ({e.error})"
+            else f"{e.description} — could not be evaluated ({e.error})"
             for e in self.failed[:listed]
         ]
         more = f" (+{len(self.failed) - listed} more)" if len(self.failed) > listed else ""
@@ -146,6 +149,7 @@ def summarize(outcomes: list[SuiteOutcome], sample_size: int) -> CheckSummary:
         partitions=tuple(o.partition for o in outcomes),
         rows=sum(o.rows for o in outcomes),
         expectations=tuple(_merge(items, sample_size, several) for items in groups.values()),
+        counts=outcomes[0].counts,
     )
 
 

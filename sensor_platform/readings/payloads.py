@@ -4,7 +4,7 @@ Two payload families are recognised:
 
 - narrow: the object has a "metric" or "value" key (canonical payloads, and single-sensor payloads
   whose metric is named by "type"); it yields exactly one value, and an explicit "unit" wins over
-  the metric's default unit.
+  the metric's default unit, in its canonical spelling (units.py: "C" -> "°C", °F converted).
 - wide: anything else with a device id (fire-monitoring equipment, smart-farm devices). Every
   numeric field (int, float or numeric string; never bool) that is not a metadata key becomes a
   metric, so new metric names flow through with no code change. Non-numeric strings in unknown
@@ -17,6 +17,7 @@ import re
 from typing import NamedTuple
 
 from sensor_platform.readings.timestamps import NUMERIC_STRING, timestamp_micros
+from sensor_platform.readings.units import DEFAULT_UNITS, normalize_unit
 
 DEVICE_KEYS = ("device_id", "equipment_id", "sensor_id", "deviceId")
 # First present wins: a facility id is a better site than a free-text equipment location.
@@ -32,16 +33,8 @@ SITE_KEYS = (
 TIME_KEYS = ("event_time", "measured_at", "timestamp", "ts", "time")
 STATUS_KEYS = ("status_code", "error_code")
 
-DEFAULT_UNITS: dict[str, str] = {
-    "temperature": "°C",
-    "humidity": "%",
-    "co2": "ppm",
-    "co_level": "ppm",
-    "gas_level": "ppm",
-    "smoke_density": "obs/m",
-}
 # Known metrics are checked strictly (a non-numeric value is an error, not metadata); add a name
-# here with its default unit when a new device family's unit is certain.
+# to units.DEFAULT_UNITS with its default unit when a new device family's unit is certain.
 KNOWN_METRICS = frozenset(DEFAULT_UNITS)
 
 # Keys of a wide payload that describe the reading rather than measure something.
@@ -227,7 +220,8 @@ def _narrow_value(obj: dict, max_id_length: int) -> tuple[str, float, str | None
         raise PayloadError("bad_value", f"value of {field_names([metric])} is not a finite number")
     unit = obj.get("unit")
     if type(unit) is not str or not unit:
-        unit = DEFAULT_UNITS.get(metric)
+        return metric, value, DEFAULT_UNITS.get(metric)
+    value, unit = normalize_unit(metric, value, unit)
     return metric, value, unit
 
 
