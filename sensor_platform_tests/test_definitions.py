@@ -216,7 +216,22 @@ LOAD = """
 import json, os, sys, time
 env_reads, opened = [], []
 _get = os.environ.__class__.__getitem__
-os.environ.__class__.__getitem__ = lambda self, k: env_reads.append(k) or _get(self, k)
+
+
+def _reader():  # the module that asked, past os.environ.get (a library copying the environment
+    frame = sys._getframe(2)  # as a whole, as platform.architecture() does, is not a read)
+    while frame.f_code.co_filename.endswith(("os.py", "os>", "_collections_abc.py", "_collections_abc>")):
+        frame = frame.f_back
+    return frame.f_code.co_filename
+
+
+def _logged(self, k):
+    if "sensor_platform" in _reader():
+        env_reads.append(k)
+    return _get(self, k)
+
+
+os.environ.__class__.__getitem__ = _logged
 _open = open
 import builtins
 builtins.open = lambda f, *a, **k: opened.append(str(f)) or _open(f, *a, **k)
