@@ -25,13 +25,15 @@ def build_definitions(settings: Settings, datasets: Registry = REGISTRY) -> dg.D
 
     partitions = Partitions.starting(settings.partitions_start)
     anomalies = datasets.get("sensor_anomalies")
+    # lineage: the active source's asset (kafka_topics) feeds raw and the quarantine
+    upstream = tuple(s.asset.key for s in SOURCES if s.name == settings.source and s.asset)
     complete: list[dg.Definitions] = []  # the catalog describes the finished whole
     platform = dg.Definitions.merge(
         ingest_definitions(settings, SOURCES),
         dg.Definitions(
             assets=[
-                quarantine_spec(datasets.get("quarantined_messages")),
-                raw_asset(datasets.raw, partitions),
+                quarantine_spec(datasets.get("quarantined_messages"), upstream),
+                raw_asset(datasets.raw, partitions, upstream),
                 *aggregate_assets(datasets, partitions),
                 exclusions_spec(datasets.get("quality_exclusions"), partitions),
                 anomalies_asset(anomalies, datasets.raw, partitions),

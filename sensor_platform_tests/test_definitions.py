@@ -122,6 +122,8 @@ def test_checks_jobs_sensors_and_schedules(platform):
     assert jobs == JOBS
     assert {s.name: s.default_status for s in platform.sensors} == SENSORS
     assert {s.name for s in platform.schedules} == SCHEDULES
+    # the UI says what each one does (the freshness sensor carries Dagster's own text)
+    assert [s.name for s in [*platform.sensors, *platform.schedules] if not s.description] == []
 
 
 def test_every_materializable_asset_is_described_for_the_catalog(platform):
@@ -144,6 +146,10 @@ def test_settings_choose_the_feed_and_the_partitions(tmp_path):
     assert status["simulated_feed_sensor"] == dg.DefaultSensorStatus.STOPPED
     raw = definitions.resolve_assets_def("raw_sensor_readings")
     assert raw.partitions_def.get_first_partition_key() == "2026-06-01-00:00"
+    # lineage follows the source: Kafka's topics feed raw and the quarantine
+    graph = definitions.resolve_asset_graph()
+    for name in ("raw_sensor_readings", "quarantined_messages"):
+        assert graph.get(dg.AssetKey(name)).parent_keys == {dg.AssetKey("kafka_topics")}
 
 
 @pytest.mark.integration  # runs the catalog

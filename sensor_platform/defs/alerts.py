@@ -239,6 +239,8 @@ def alerts_definitions(anomalies: Dataset, partitions: Partitions) -> dg.Definit
         cron_schedule="*/5 * * * *",
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every 5 minutes: re-runs the current hour's alerts while a delivery is "
+        "pending (failed, unknown, left attempting, or due and never tried).",
     )
     def retry_pending_alerts(
         context: dg.ScheduleEvaluationContext,

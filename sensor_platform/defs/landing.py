@@ -86,11 +86,12 @@ def land_messages(
     return report
 
 
-def quarantine_spec(quarantine: Dataset) -> dg.AssetSpec:
+def quarantine_spec(quarantine: Dataset, upstream: tuple[dg.AssetKey, ...] = ()) -> dg.AssetSpec:
     """The quarantine: written by every landing run, never materialized on its own."""
     return dg.AssetSpec(
         QUARANTINE_ASSET,
         description=quarantine.description,
+        deps=list(upstream),
         group_name="raw",
         kinds={"parquet"},
         owners=OWNERS,

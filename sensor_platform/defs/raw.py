@@ -11,10 +11,15 @@ from sensor_platform.defs.partitions import Partitions, partition_starts
 from sensor_platform.defs.resources import LakeResource, PipelineResource
 
 
-def raw_asset(raw: Dataset, partitions: Partitions) -> dg.AssetsDefinition:
+def raw_asset(
+    raw: Dataset, partitions: Partitions, upstream: tuple[dg.AssetKey, ...] = ()
+) -> dg.AssetsDefinition:
+    """`upstream`: what the readings come from, for lineage (the active source's asset)."""
+
     @dg.asset(
         name=raw.name,
         description=raw.description,
+        deps=list(upstream),
         partitions_def=partitions.of(raw),
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool="raw_sensor_readings",
