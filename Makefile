@@ -9,7 +9,7 @@ DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f -print 2>/dev/null)
 
 .PHONY: install demo ui dashboard sql docs test test-fast lint format broker benchmark \
-	benchmark-kafka benchmark-mqtt benchmark-load benchmark-dashboard clean
+	benchmark-kafka benchmark-mqtt benchmark-load benchmark-alerts benchmark-dashboard clean
 
 install: $(VENV)/.installed $(DBT_MANIFEST)
 
@@ -72,6 +72,9 @@ benchmark-mqtt: install
 
 benchmark-load: install
 	$(BIN)/python benchmarks/load_time.py
+
+benchmark-alerts: install
+	$(BIN)/python benchmarks/alert_latency.py
 
 benchmark-dashboard: install
 	$(BIN)/python benchmarks/dashboard.py

@@ -1,199 +1,260 @@
-"""Alert latency: from an anomalous reading produced to its webhook request received.
+"""Alert latency through the real daemon: from a reading produced to Kafka to its webhook request.
 
-Runs the real pipeline pieces in this process, at the default sensor interval (30 s, the
-`minimum_interval_seconds` of simulated_feed_sensor and raw_partitions_sensor), the way the
-Dagster daemon would: one thread evaluates the simulated feed sensor and lands each window it
-asks for; another evaluates the raw partitions sensor (half an interval out of phase) and runs
-raw_sensor_readings + sensor_readings_minute + sensor_anomalies + anomaly_alerts for each
-partition it asks for (the proposed raw_job). Alerts go to a local webhook receiver, which notes
-when each notice arrives.
+Starts, per setting, what `SENSOR_SOURCE=kafka make ui` runs: `dagster-daemon` on the local
+instance (`make ui`'s dagster.yaml: queued runs, every run its own process), the platform's code
+location, a local Kafka-protocol broker (Tansu) and a local HTTP receiver standing in for the
+webhook. A producer thread sends a fleet's normal readings every second, and every `--every`
+seconds one reading of 75 °C from a device never seen before (a new episode of the critical
+`temperature_high` rule). Latency = the receiver's arrival time of that episode's "opened" notice
+- the time the reading was produced. The landing run of its Kafka range announces it (the fast
+alarm path); raw partitions and the hourly detection run meanwhile as they do in production.
 
-Latency of a notice = its arrival - the moment its episode became detectable: the first
-anomalous reading (plus the rule's for_seconds, or its `times` readings), or for a silence the
-last reading plus the allowed gap. The fleet is the default one copied --copies times with
-anomaly_rate 1 (one anomaly per device and hour), so a few minutes give enough samples.
+Each latency is split at the landing run that sent it: waiting for the Kafka sensor's tick (the
+produce time to the run's creation), the run queue (creation to launch), starting the run's
+process (launch to the run's start: a new Python process importing the code location) and the
+run itself (start to the request: reading the range, landing, detection, the request).
 
-"after landing" is measured from the moment the feed run that landed the reading finished: the
-share of the latency the alert path adds, apart from the feed's minute windows. In production each
-run is also launched as a new process (a few seconds each, not measured here).
+CPU: user+system seconds of the daemon's process group (daemon, code server, run workers; sampled
+every 0.5 s from /proc, so a process that lives less than that is missed), per minute of wall time.
+The broker, the receiver and the producer (this process) are not counted.
 
-    .venv/bin/python benchmarks/alert_latency.py --minutes 12          # p50/p95 at the defaults
-    .venv/bin/python benchmarks/alert_latency.py --minutes 8 --interval 10
+    make benchmark-alerts                                   # both settings, 5 minutes each
+    .venv/bin/python benchmarks/alert_latency.py --minutes 2 --settings low-latency
 """
 
 import argparse
-import json
 import os
-import random
-import statistics
 import tempfile
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import dagster as dg
+import orjson
+from dagster import DagsterEventType
 
-from sensor_platform.definitions import build_definitions
-from sensor_platform.defs.ingest import source_named
-from sensor_platform.detection.rules import load_rules
+from sensor_platform.demo import DEV_INSTANCE_YAML
+from sensor_platform.kafka.broker import start_local_broker
+from sensor_platform.kafka.client import ensure_topic, produce
+from sensor_platform.kafka.settings import KafkaSettings
 from sensor_platform.notify.receiver import WebhookReceiver
-from sensor_platform.settings import load_settings
-from sensor_platform.simulator.fleet import DEFAULT_FLEET_FILE, load_fleet
+from sensor_platform_tests.daemon import running_daemon
 
-INTERVAL = 30.0  # seconds: the sensors' minimum_interval_seconds
-
-
-def scaled_fleet(copies: int, folder: Path) -> Path:
-    """The default fleet, each device copied with a suffix, as a fleet file."""
-    default = json.loads(DEFAULT_FLEET_FILE.read_text(encoding="utf-8"))
-    devices = [
-        device | {"device_id": f"{device['device_id']}-{i:02d}"}
-        for i in range(copies)
-        for device in default
-    ]
-    path = folder / "fleet.json"
-    path.write_text(json.dumps(devices))
-    return path
+PATH = "hooks/latency"
+SETTINGS = {
+    # the platform's defaults: the Kafka sensor polls every 30 s, raw partitions every 30 s
+    "default": {},
+    # the documented low-latency setting (README, Anomalies and alerts)
+    "low-latency": {"SENSOR_KAFKA_POLL_INTERVAL_SECONDS": "2"},
+}
+AIMS_P95_S = {"default": 45.0, "low-latency": 15.0}
+FIRE_C = 75.0  # above temperature_high's critical threshold
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def detectable_at(episode: dict, rules, cadences: dict[str, int]) -> datetime:
-    start = datetime.fromisoformat(episode["start_time"])
-    rule = rules.by_name(episode["rule"])
-    cadence = cadences.get(episode["device_id"], 60)
-    if rule.kind == "silent":
-        return start + timedelta(seconds=episode["threshold"])
-    wait = max(rule.for_seconds, (rule.times - 1) * cadence)
-    return start + timedelta(seconds=wait)
+def reading(device: str, at: datetime, temperature: float) -> bytes:
+    return orjson.dumps(
+        {"equipment_id": device, "facility_id": "FAC-BENCH", "measured_at": at.isoformat(),
+         "temperature": temperature, "humidity": 40.0}
+    )  # fmt: skip
+
+
+class GroupCpu:
+    """CPU seconds of every process of one process group, sampled from /proc."""
+
+    def __init__(self, pgid: int):
+        self.pgid, self.seen = pgid, {}  # (pid, start time) -> utime + stime, in ticks
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "GroupCpu":
+        self._thread.start()
+        return self
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        return sum(self.seen.values()) / CLOCK_TICKS
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.sample()
+
+    def sample(self) -> None:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            # fields[0] is the state (stat field 3): pgrp is field 5, utime 14, stime 15, start 22
+            if int(fields[2]) == self.pgid:
+                self.seen[pid, fields[19]] = int(fields[11]) + int(fields[12])
+
+
+def measure(name: str, minutes: float, every_s: float, devices: int, broker) -> dict:
+    topic = f"bench.alerts.{uuid.uuid4().hex[:8]}"
+    kafka = KafkaSettings(broker.bootstrap, topics=(topic,))
+    ensure_topic(kafka, topic, 1)
+    receiver = WebhookReceiver().start()
+    produced: dict[str, datetime] = {}  # fire device -> produce time
+    with tempfile.TemporaryDirectory(prefix="alert-latency-", ignore_cleanup_errors=True) as folder:
+        today = datetime.now(UTC).date()
+        settings = {
+            "SENSOR_SOURCE": "kafka",
+            "SENSOR_DATA_DIR": str(Path(folder) / "data"),
+            "SENSOR_PARTITIONS_START": (today - timedelta(days=1)).isoformat(),
+            "SENSOR_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "SENSOR_KAFKA_TOPICS": topic,
+            "SENSOR_ALERT_WEBHOOK_URL": receiver.url(PATH),
+            **SETTINGS[name],
+        }
+        with running_daemon(Path(folder), settings, DEV_INSTANCE_YAML) as daemon:
+            cpu = GroupCpu(daemon.process.pid).start()
+            started = time.monotonic()
+            deadline = started + minutes * 60
+            next_fire, fires = started + 10, 0
+            while time.monotonic() < deadline:
+                now = datetime.now(UTC)
+                batch = [
+                    (None, reading(f"BENCH-D{i:03d}", now, 22.0 + (i % 5) / 10))
+                    for i in range(devices)
+                    if int(now.timestamp()) % 10 == i % 10  # every device every 10 s
+                ]
+                fire = None
+                if time.monotonic() >= next_fire:
+                    fires += 1
+                    fire = f"BENCH-FIRE-{fires:04d}"
+                    batch.append((None, reading(fire, now, FIRE_C)))
+                    next_fire += every_s
+                produce(kafka, topic, batch)
+                if fire:
+                    produced[fire] = datetime.now(UTC)
+                time.sleep(max(0.0, 1 - (datetime.now(UTC) - now).total_seconds()))
+            # the last fires: wait for their notices (at most 2 minutes)
+            settle = time.monotonic() + 120
+            while time.monotonic() < settle and len(_arrivals(receiver)) < len(produced):
+                time.sleep(1)
+            wall_minutes = (time.monotonic() - started) / 60
+            cpu_s = cpu.stop()
+            runs = [
+                daemon.instance.get_run_record_by_id(r.run_id)
+                for r in daemon.runs("kafka_ingest_job")
+            ]
+            phases = {r.dagster_run.run_id: _phases(daemon.instance, r.dagster_run.run_id)
+                      for r in runs}  # fmt: skip
+            launched = {job: len(daemon.runs(job)) for job in ("kafka_ingest_job", "raw_job")}
+    receiver.stop()
+    arrivals = _arrivals(receiver)
+    samples = []
+    for device, at in produced.items():
+        if device not in arrivals:
+            continue
+        arrived = arrivals[device]
+        run = _sending_run(runs, arrived)
+        split = None
+        if run is not None:
+            created = run.create_timestamp.astimezone(UTC)
+            launched_at, started_at = phases[run.dagster_run.run_id]
+            split = (
+                (created - at).total_seconds(),
+                (launched_at - created).total_seconds(),
+                (started_at - launched_at).total_seconds(),
+                (arrived - started_at).total_seconds(),
+            )
+        samples.append(((arrived - at).total_seconds(), split))
+    return {
+        "name": name,
+        "fires": len(produced),
+        "samples": samples,
+        "missing": sorted(set(produced) - set(arrivals)),
+        "cpu_s_per_min": cpu_s / wall_minutes,
+        "launched": launched,
+        "wall_minutes": wall_minutes,
+    }
+
+
+def _arrivals(receiver: WebhookReceiver) -> dict[str, datetime]:
+    """Fire device -> arrival of its episode's first "opened" notice."""
+    arrivals: dict[str, datetime] = {}
+    for request in receiver.received(PATH):
+        for notice in request.payload["notices"]:
+            device = notice["episode"]["device_id"]
+            if device.startswith("BENCH-FIRE-") and notice["events"][0] == "opened":
+                arrivals.setdefault(device, request.received_at)
+    return arrivals
+
+
+def _phases(instance, run_id: str) -> tuple[datetime, datetime]:
+    """When the run queue launched the run, and when its process began executing it."""
+    at = {}
+    for entry in instance.all_logs(run_id):
+        kind = entry.dagster_event_type
+        if kind in (DagsterEventType.RUN_STARTING, DagsterEventType.RUN_START):
+            at.setdefault(kind, datetime.fromtimestamp(entry.timestamp, UTC))
+    return at.get(DagsterEventType.RUN_STARTING), at.get(DagsterEventType.RUN_START)
+
+
+def _sending_run(runs, arrived: datetime):
+    """The landing run that was running when the request arrived."""
+    for run in runs:
+        if run.start_time is None or run.end_time is None:
+            continue
+        start = datetime.fromtimestamp(run.start_time, UTC)
+        end = datetime.fromtimestamp(run.end_time, UTC)
+        if start <= arrived <= end:
+            return run
+    return None
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
+
+
+def report(result: dict) -> None:
+    name, samples = result["name"], result["samples"]
+    print(f"\n{name}: {result['fires']} fire readings, {len(samples)} notices received, "
+          f"{result['wall_minutes']:.1f} min, runs launched {result['launched']}")  # fmt: skip
+    if result["missing"]:
+        print(f"  NO NOTICE for {len(result['missing'])}: {', '.join(result['missing'])}")
+    if not samples:
+        return
+    total = [s for s, _ in samples]
+    print(f"  {'seconds':<34}{'p50':>7}{'p95':>7}{'max':>7}")
+    print(f"  {'produced -> webhook request':<34}"
+          f"{pct(total, 50):>7.1f}{pct(total, 95):>7.1f}{max(total):>7.1f}")  # fmt: skip
+    splits = [s for _, s in samples if s is not None]
+    parts = ("  waiting for the sensor's tick", "  in the run queue",
+             "  starting the run's process", "  in the run (read, land, send)")  # fmt: skip
+    for index, part in enumerate(parts):
+        values = [s[index] for s in splits]
+        if values:
+            print(f"  {part:<34}{pct(values, 50):>7.1f}{pct(values, 95):>7.1f}{max(values):>7.1f}")
+    aim = AIMS_P95_S[name]
+    print(f"  p95 / aim ({aim:g} s): {pct(total, 95) / aim:.2f}    "
+          f"CPU: {result['cpu_s_per_min']:.1f} s per minute")  # fmt: skip
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=6.0, help="how long to run")
-    parser.add_argument("--copies", type=int, default=20, help="copies of the default fleet")
-    parser.add_argument("--interval", type=float, default=INTERVAL, help="sensor interval (s)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=5.0, help="per setting")
+    parser.add_argument("--every", type=float, default=15.0, help="seconds between fire readings")
+    parser.add_argument("--devices", type=int, default=100, help="normal devices, every 10 s")
+    parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=list(SETTINGS))
     args = parser.parse_args()
-
-    folder = Path(tempfile.mkdtemp(prefix="alert-latency-"))
-    fleet_file = scaled_fleet(args.copies, folder)
-    receiver = WebhookReceiver().start()
-    os.environ["SENSOR_ALERT_WEBHOOK_URL"] = receiver.url("latency")  # a secret: an EnvVar
-    settings = load_settings(
-        {
-            "SENSOR_DATA_DIR": str(folder),
-            "SENSOR_FLEET_FILE": str(fleet_file),
-            "SENSOR_SIMULATOR_ANOMALY_RATE": "1",
-            "SENSOR_SIMULATOR_LATE_RATE": "0",
-            "SENSOR_ALERT_WEBHOOK_URL": receiver.url("latency"),
-        }
-    )
-    definitions = build_definitions(settings)
-    resources = {"lake": definitions.resources["lake"]}
-    feed = source_named("simulator")
-    simulated_feed_sensor = definitions.resolve_sensor_def(feed.sensor)
-    raw_partitions_sensor = definitions.resolve_sensor_def("raw_partitions_sensor")
-    instance = dg.DagsterInstance.ephemeral()
-    feed_job, raw_job = (definitions.resolve_job_def(n) for n in (feed.job, "raw_job"))
-    started = datetime.now(UTC)
-    deadline = time.monotonic() + args.minutes * 60
-    run_seconds: dict[str, list[float]] = {"feed": [], "raw+alerts": []}
-    lock = threading.Lock()  # DuckDB warehouse: one writer at a time in this process
-
-    landed: list[tuple[datetime, datetime, datetime]] = []  # window start, end, landed at
-    jitter = random.Random(0)
-
-    def pause(tick: float) -> None:
-        # The daemon evaluates a sensor at least `interval` apart, a little later each time, so
-        # the phase against the feed's minute windows drifts; a few seconds of jitter does that.
-        time.sleep(max(0.0, args.interval + jitter.uniform(0, 5) - (time.monotonic() - tick)))
-
-    def feed_loop() -> None:
-        cursor = json.dumps({"next": started.replace(second=0, microsecond=0).isoformat()})
-        while time.monotonic() < deadline:
-            tick = time.monotonic()
-            context = dg.build_sensor_context(
-                instance=instance,
-                cursor=cursor,
-                resources={"fleet": definitions.resources["fleet"]},
-            )
-            result = simulated_feed_sensor(context)
-            for request in result.run_requests or []:
-                t = time.monotonic()
-                feed_job.execute_in_process(
-                    run_config=request.run_config, instance=instance, tags=request.tags
-                )
-                run_seconds["feed"].append(time.monotonic() - t)
-                window = request.run_config["ops"][feed.op]["config"]
-                landed.append(
-                    (
-                        datetime.fromisoformat(window["start"]),
-                        datetime.fromisoformat(window["end"]),
-                        datetime.now(UTC),
-                    )
-                )
-            cursor = result.cursor or cursor
-            pause(tick)
-
-    def raw_loop() -> None:
-        time.sleep(args.interval / 2)
-        while time.monotonic() < deadline:
-            tick = time.monotonic()
-            context = dg.build_sensor_context(instance=instance, resources=resources)
-            result = raw_partitions_sensor(context)
-            for request in result.run_requests or []:
-                t = time.monotonic()
-                with lock:
-                    raw_job.execute_in_process(
-                        instance=instance, partition_key=request.partition_key
-                    )
-                run_seconds["raw+alerts"].append(time.monotonic() - t)
-            pause(tick)
-
-    print(f"running {args.minutes:g} min, {args.copies * 12} devices, interval {args.interval:g} s")
-    threads = [threading.Thread(target=feed_loop), threading.Thread(target=raw_loop)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    receiver.stop()
-
-    rules, cadences = load_rules(), load_fleet(fleet_file).cadences()
-    total: dict[str, list[float]] = {}
-    after_landing: list[float] = []
-    for received in receiver.received("latency"):
-        for notice in received.payload["notices"]:
-            if notice["events"][0] != "opened":
-                continue
-            ready = detectable_at(notice["episode"], rules, cadences)
-            if ready < started + timedelta(seconds=5):
-                continue  # became detectable before the benchmark began
-            total.setdefault(notice["episode"]["kind"], []).append(
-                (received.received_at - ready).total_seconds()
-            )
-            landing = next((at for s, e, at in landed if s <= ready < e), None)
-            if landing is not None:
-                after_landing.append((received.received_at - landing).total_seconds())
-    every = sorted(s for values in total.values() for s in values)
-    if not every:
-        print("no alert received: run longer (--minutes) or with more devices (--copies)")
-        return
-    print("latency from the reading that made the episode detectable to the webhook request")
-    print(f"{'kind':<22}{'alerts':>7}{'p50 s':>8}{'p95 s':>8}{'max s':>8}")
-    rows = sorted(total.items()) + [("all", every), ("all, after landing", after_landing)]
-    for kind, values in rows:
-        print(
-            f"{kind:<22}{len(values):>7}{_pct(values, 50):>8.1f}{_pct(values, 95):>8.1f}"
-            f"{max(values):>8.1f}"
-        )
-    for stage, values in run_seconds.items():
-        if values:
-            print(f"{stage} runs: {len(values)}, mean {statistics.mean(values):.2f} s in process")
-
-
-def _pct(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
+    with start_local_broker() as broker:
+        results = [
+            measure(name, args.minutes, args.every, args.devices, broker) for name in args.settings
+        ]
+    for result in results:
+        report(result)
+    if len(results) == 2 and all(r["samples"] for r in results):
+        default, fast = (pct([s for s, _ in r["samples"]], 95) for r in results)
+        cost = results[1]["cpu_s_per_min"] / results[0]["cpu_s_per_min"]
+        print(f"\nlow-latency vs default: p95 {fast / default:.2f}x, CPU {cost:.2f}x")
 
 
 if __name__ == "__main__":

@@ -71,8 +71,8 @@ class RunLog(Protocol):
         after `since` (None: none by time)."""
         ...
 
-    def in_flight(self) -> int:
-        """Landing runs of the source queued or running."""
+    def in_flight(self) -> list[dict[str, Any]]:
+        """The unit configs of the source's landing runs that are queued or running."""
         ...
 
     def operator_requests(self, since: datetime | None) -> list[dict[str, Any]]:

@@ -56,6 +56,18 @@ def test_ranges_tile_the_new_offsets_without_gap_or_overlap():
     assert max(len(r) for r in plan.ranges) == 33
 
 
+def test_a_busy_partition_gets_whole_chunks_only_and_its_tail_waits():
+    states = [PartitionState("t", 0, 0, 125), PartitionState("t", 1, 0, 7)]
+    cursor = {"t/0": 100, "t/1": 0}
+    busy = plan_ranges(cursor, states, max_records_per_run=10, on_gap="fail", busy={"t/0", "t/1"})
+    assert spans(busy) == [("t", 0, 100, 110), ("t", 0, 110, 120)]  # 120-125 and t/1 wait
+    assert busy.new_cursor == {"t/0": 120, "t/1": 0}
+    assert busy.lag == {"t/0": 25, "t/1": 7}
+    # once the runs ended, the next plan takes the tail: every offset exactly once
+    idle = plan_ranges(busy.new_cursor, states, max_records_per_run=10, on_gap="fail")
+    assert spans(idle) == [("t", 0, 120, 125), ("t", 1, 0, 7)]
+
+
 def test_caught_up_cursor_plans_nothing_and_keeps_position():
     plan = plan_ranges(
         {"t/0": 50}, [PartitionState("t", 0, 10, 50)], max_records_per_run=10, on_gap="fail"

@@ -76,10 +76,11 @@ class RunLog:
             for run in runs
         ]
 
-    def in_flight(self) -> int:
-        return len(
-            self.instance.get_runs(dg.RunsFilter(job_name=self.spec.job, statuses=IN_FLIGHT))
-        )
+    def in_flight(self) -> list[dict[str, Any]]:
+        runs = self.instance.get_runs(dg.RunsFilter(job_name=self.spec.job, statuses=IN_FLIGHT))
+        return [
+            run.run_config.get("ops", {}).get(self.spec.op, {}).get("config", {}) for run in runs
+        ]
 
     def operator_requests(self, since) -> list[dict[str, Any]]:
         job = self.spec.operator_job

@@ -248,6 +248,7 @@ def advance(
     max_records_per_run: int,
     on_gap: GapPolicy,
     policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+    busy: frozenset[str] = frozenset(),
 ) -> Tick:
     """One sensor evaluation as a pure function of plain inputs: land, count failures, apply
     skips, plan new ranges, and launch due retries. `cursor` itself is not modified.
@@ -260,7 +261,7 @@ def advance(
     events = [m for m in (cursor.mark_failed(a, now, policy) for a in failed) if m]
     events += [m for m in (_apply_skip(cursor, request, now) for request in skips) if m]
     plan = plan_ranges(
-        cursor.offsets, states, max_records_per_run=max_records_per_run, on_gap=on_gap
+        cursor.offsets, states, max_records_per_run=max_records_per_run, on_gap=on_gap, busy=busy
     )
     gaps = [cursor.record_gap(gap, on_gap, now) for gap in plan.gaps]
     cursor.offsets = plan.new_cursor

@@ -126,8 +126,13 @@ def plan_ranges(
     max_records_per_run: int,
     on_gap: GapPolicy,
     new_partition_start: StartPolicy = "earliest",
+    busy: frozenset[str] = frozenset(),
 ) -> Plan:
     """Plan every offset range not yet ingested, in chunks of at most `max_records_per_run`.
+
+    For the partitions in `busy` (keys with a run queued or running) only whole chunks are
+    planned: their newest offsets wait until that run has ended, so while runs are slower than
+    the sensor's ticks they grow instead of multiplying (every run is a new process).
 
     Cursor entries of partitions absent from `states` are kept unchanged: a topic briefly missing
     from metadata must not restart from its earliest offset when it reappears.
@@ -154,10 +159,16 @@ def plan_ranges(
                 gaps.append(gap)
                 next_offset = gap.resumed_at
         lag[key] = state.end - next_offset
-        for start in range(next_offset, state.end, max_records_per_run):
-            end = min(start + max_records_per_run, state.end)
+        stop = state.end
+        if key in busy:  # whole chunks only
+            stop = (
+                next_offset
+                + max(0, stop - next_offset) // max_records_per_run * max_records_per_run
+            )
+        for start in range(next_offset, stop, max_records_per_run):
+            end = min(start + max_records_per_run, stop)
             ranges.append(OffsetRange(state.topic, state.partition, start, end))
-        new_cursor[key] = state.end
+        new_cursor[key] = max(stop, next_offset)
     if gaps and on_gap == "fail":
         raise OffsetGapError(gaps)
     return Plan(ranges=ranges, new_cursor=new_cursor, gaps=gaps, lag=lag)

@@ -18,7 +18,7 @@ from sensor_platform.broker_access import BrokerUnavailable
 from sensor_platform.ingest import Plan, Replayed, RunLog, Unit, UnitUnreadable
 from sensor_platform.kafka.attempts import DEFAULT_RETRY_POLICY, Attempt, Landed, RetryPolicy
 from sensor_platform.kafka.cursor import IngestCursor, SkipRequest
-from sensor_platform.kafka.offsets import GapPolicy, OffsetRange, split_key
+from sensor_platform.kafka.offsets import GapPolicy, OffsetRange, cursor_key, split_key
 from sensor_platform.kafka.settings import KafkaSettings
 
 SOURCE = "kafka"
@@ -87,6 +87,11 @@ class KafkaSource:
                 max_records_per_run=self.settings.max_records_per_run,
                 on_gap=self.on_gap,
                 policy=self.retry,
+                busy=frozenset(
+                    cursor_key(c["topic"], c["partition"])
+                    for c in runs.in_flight()
+                    if "topic" in c and "partition" in c
+                ),
             )
         except OffsetGapError as exc:
             raise KafkaDataLost(
