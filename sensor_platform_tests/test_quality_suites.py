@@ -347,6 +347,19 @@ def test_minute_integrity_minutes_must_cover_exactly_the_raw_hour(clean_lake):
     )
 
 
+def test_an_empty_partition_is_reported_never_a_quiet_green(lake):
+    """A backfilled hour where nothing arrived: raw and its minutes have 0 rows, and say so."""
+    raw = write_raw(lake, HOUR, [])
+    write_aggregate(lake, MINUTE, HOUR, minute_aggregates(raw, CADENCES))
+    raw_check = run_checks(lake, RAW, HOUR).summaries["completeness"]
+    minute_check = run_checks(lake, MINUTE, HOUR).summaries["integrity"]
+    for summary in (raw_check, minute_check):
+        [(rule, _)] = failed(summary)
+        assert rule == "partition_has_rows" and summary.severity == "warn"
+        assert "nothing arrived for it upstream" in summary.describe()
+    assert "observed 0" in raw_check.describe()
+
+
 # -- hourly and daily rollups --------------------------------------------------------------------
 @pytest.mark.parametrize("asset", [HOURLY, DAILY])
 def test_rollup_count_must_equal_the_sum_of_the_level_below(clean_lake, asset):

@@ -9,7 +9,7 @@ import dagster as dg
 
 from sensor_platform.datasets import Dataset, Registry
 from sensor_platform.defs.metadata import OWNERS, dataset_metadata, dataset_tags
-from sensor_platform.defs.partitions import Partitions, partition_starts
+from sensor_platform.defs.partitions import EXISTING_UPSTREAM, Partitions, partition_starts
 from sensor_platform.defs.resources import (
     FleetResource,
     LakeResource,
@@ -50,7 +50,7 @@ def aggregate_asset(
         name=level.name,
         description=level.description,
         partitions_def=partitions.of(level),
-        deps=[source.name],
+        deps=[dg.AssetDep(source.name, partition_mapping=EXISTING_UPSTREAM)],
         backfill_policy=dg.BackfillPolicy.single_run(),
         automation_condition=RECOMPUTE_ON_UPSTREAM_CHANGE,
         pool="warehouse",

@@ -24,7 +24,7 @@ from sensor_platform.analytics.dbt_project import (
 from sensor_platform.defs.aggregates import RECOMPUTE_ON_UPSTREAM_CHANGE
 from sensor_platform.defs.automation import automation_sensor
 from sensor_platform.defs.metadata import OWNERS
-from sensor_platform.defs.partitions import Partitions
+from sensor_platform.defs.partitions import EXISTING_UPSTREAM, Partitions
 from sensor_platform.defs.resources import WarehouseResource, build_resources
 from sensor_platform.settings import Settings
 
@@ -94,6 +94,13 @@ class SensorDbtTranslator(DagsterDbtTranslator):
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         return OWNERS
+
+    def get_partition_mapping(
+        self,
+        dbt_resource_props: Mapping[str, Any],
+        dbt_parent_resource_props: Mapping[str, Any],
+    ) -> dg.PartitionMapping | None:
+        return EXISTING_UPSTREAM  # a day reads the hours of sensor_anomalies that exist
 
     def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
         return {**super().get_tags(dbt_resource_props), "domain": "iot", "tier": "gold"}

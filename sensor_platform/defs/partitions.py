@@ -27,6 +27,11 @@ class Partitions:
         return self.hourly if dataset.partitioning == "hourly" else self.daily
 
 
+# A day's partition reads its 24 hours, of which today's later ones do not exist yet: a backfill
+# that includes today builds today from the hours that do (Dagster refuses it otherwise).
+EXISTING_UPSTREAM = dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
+
+
 def partition_starts(dataset: Dataset, window: dg.TimeWindow) -> list[datetime]:
     """The UTC starts of `dataset`'s partitions inside a partition time window (one or many)."""
     return dataset.partitions_in(window.start.astimezone(UTC), window.end.astimezone(UTC))

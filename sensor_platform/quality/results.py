@@ -119,10 +119,12 @@ class CheckSummary:
         if self.success:
             return f"{len(self.expectations)} expectations passed on {where}."
         parts = [
-            f"{e.description} — {e.unexpected_count:,} of {e.element_count:,} {self.counts} "
+            f"{e.description} — could not be evaluated ({e.error})"
+            if e.error is not None
+            else f"{e.description} — observed {e.observed_value}"
+            if e.element_count == 0  # a table-level expectation (row count)
+            else f"{e.description} — {e.unexpected_count:,} of {e.element_count:,} {self.counts} "
             f"unexpected ({e.unexpected_percent or 0:.3g}%)"
-            if e.error is None
-            else f"{e.description} — could not be evaluated ({e.error})"
             for e in self.failed[:listed]
         ]
         more = f" (+{len(self.failed) - listed} more)" if len(self.failed) > listed else ""

@@ -15,6 +15,7 @@ DEFAULT_RULES_FILE = Path(__file__).with_name("quality_rules.json")
 
 # Every rule an expectation can carry; its severity comes from the rules file.
 RULE_NAMES = (
+    "partition_has_rows",
     "required_not_null",
     "value_in_range",
     "any_value_out_of_range",

@@ -80,10 +80,16 @@ def _metric_condition(metric: str) -> dict[str, str]:
 
 # -- raw_sensor_readings ---------------------------------------------------------------------
 def raw_completeness(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
+    # An empty partition (a backfill where nothing arrived) is reported, never a quiet green.
     return [
-        _expect(rules, "ExpectColumnValuesToNotBeNull", "required_not_null", column,
-                f"`{column}` is never null", column=column)
-        for column in REQUIRED_READING_COLUMNS
+        _expect(rules, "ExpectTableRowCountToBeBetween", "partition_has_rows", "partition",
+                "the partition has readings (none: nothing arrived for it upstream)",
+                min_value=1),
+        *(
+            _expect(rules, "ExpectColumnValuesToNotBeNull", "required_not_null", column,
+                    f"`{column}` is never null", column=column)
+            for column in REQUIRED_READING_COLUMNS
+        ),
     ]  # fmt: skip
 
 
@@ -188,6 +194,9 @@ def cadence_coverage(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
 
 def level_integrity(rules: QualityRules, registry: FleetRegistry) -> list[Any]:
     return [
+        _expect(rules, "ExpectColumnValuesToBeBetween", "partition_has_rows", "reading_count",
+                "the partition has readings (none: nothing arrived for it upstream)",
+                column="level_total", min_value=1),
         _expect(rules, "ExpectColumnPairValuesToBeEqual", "level_total_matches_raw",
                 "reading_count", "the reading counts add up to the raw rows of the partition "
                 "that the quality gate kept", column_A="raw_rows_kept", column_B="level_total"),
