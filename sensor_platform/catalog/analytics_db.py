@@ -41,30 +41,6 @@ _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./ +@:=-]+$")
 # Readable by DuckDB 1.0 and every later version (see the module docstring).
 STORAGE_VERSION = "v1.0.0"
 
-EXAMPLE_QUERIES = {
-    "Temperature of greenhouse GH1 over the last 7 days of data, hour by hour": """
-SELECT window_start, device_id, round(mean_value, 2) AS mean_temperature,
-       min_value, max_value, reading_count
-FROM sensor_readings_hourly
-WHERE site_id = 'GH1' AND metric = 'temperature'
-  AND window_start >= (SELECT max(window_start) FROM sensor_readings_hourly) - INTERVAL 7 DAY
-ORDER BY window_start, device_id
-""",
-    "Devices that reported less than 90 % of their expected readings, per day": """
-SELECT date, device_id, metric, reading_count, expected_count, round(coverage, 3) AS coverage
-FROM sensor_readings_daily
-WHERE coverage < 0.9
-ORDER BY coverage, device_id, metric
-""",
-    "Readings and error codes per site, metric and day, straight from the raw partitions": """
-SELECT date, site_id, metric, count(*) AS readings,
-       count(*) FILTER (WHERE status_code <> 0) AS error_readings
-FROM raw_sensor_readings
-GROUP BY ALL
-ORDER BY date, site_id, metric
-""",
-}
-
 
 @dataclass(frozen=True)
 class AnalyticsDbReport:
