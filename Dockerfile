@@ -24,6 +24,9 @@ RUN rm -rf dbt_project/target dbt_project/logs && sensor-platform dbt-parse
 
 # The production instance: PostgreSQL storage, run queue and limits (DAGSTER_PG_* at run time).
 COPY dagster.yaml ${DAGSTER_HOME}/dagster.yaml
+# The same on AWS ECS, every run its own ECS task: tasks there set DAGSTER_HOME=/opt/dagster/ecs.
+# (On Kubernetes the Helm chart mounts its own instance file over ${DAGSTER_HOME}/dagster.yaml.)
+COPY deploy/ecs/dagster.yaml /opt/dagster/ecs/dagster.yaml
 
 RUN useradd --create-home --uid 10001 sensor \
     && mkdir -p ${DAGSTER_HOME}/storage ${SENSOR_DATA_DIR} \

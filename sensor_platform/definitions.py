@@ -45,7 +45,7 @@ def build_definitions(settings: Settings, datasets: Registry = REGISTRY) -> dg.D
         quality_definitions(
             datasets, load_rules(settings.quality_rules_file).freshness_hours, partitions
         ),
-        catalog_definitions(lambda: complete[0], upstream=[d.name for d in datasets]),
+        catalog_definitions(lambda: complete[0], datasets),
     )
     complete.append(platform)
     return platform

@@ -31,9 +31,8 @@ from sensor_platform.datasets import REGISTRY
 from sensor_platform.lake import layout
 from sensor_platform.lake.store import Lake
 from sensor_platform.quality.results import RESULTS_TABLE
-from sensor_platform.simulator.source import feed_windows
 from sensor_platform.warehouse.store import Warehouse
-from sensor_platform_tests.platform import definitions_for, feed_run_request, hour_key
+from sensor_platform_tests.platform import definitions_for, run_simulated_hours
 
 pytestmark = pytest.mark.integration  # Dagster runs
 
@@ -152,23 +151,7 @@ def built(tmp_path_factory):
     data = tmp_path_factory.mktemp("catalog") / "data"
     definitions = definitions_for(data)
     instance = dg.DagsterInstance.ephemeral()
-    end = START + timedelta(hours=HOURS)
-    feed = definitions.resolve_job_def("simulated_feed_job")
-    for s, e in feed_windows(START, end):
-        request = feed_run_request(s, e)
-        feed.execute_in_process(run_config=request.run_config, instance=instance, tags=request.tags)
-    for job, first, last in (
-        ("raw_job", hour_key(START), hour_key(end - timedelta(hours=1))),
-        ("rollups_job", "2026-03-01", "2026-03-01"),
-    ):
-        result = definitions.resolve_job_def(job).execute_in_process(
-            instance=instance,
-            tags={
-                "dagster/asset_partition_range_start": first,
-                "dagster/asset_partition_range_end": last,
-            },
-        )
-        assert result.success
+    run_simulated_hours(definitions, instance, START, START + timedelta(hours=HOURS))
     env = {
         "definitions": definitions,
         "instance": instance,

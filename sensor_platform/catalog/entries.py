@@ -91,6 +91,8 @@ class CatalogEntry:
     freshness_status: str  # fresh / stale / never / unknown
     quality_status: str  # passed / failed / warn / not evaluated / no checks
     checks: tuple[CheckOutcome, ...] = field(default=())
+    # lake datasets: the DDL that declares the files as an external table, by dialect
+    external_tables: dict[str, str] = field(default_factory=dict)
 
 
 def layer_of(group: str, tags: dict[str, str]) -> str:

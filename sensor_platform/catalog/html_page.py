@@ -27,6 +27,7 @@ th,td{border-bottom:1px solid #e3e6ea;text-align:left;padding:.25rem .5rem;verti
 .badge{display:inline-block;border-radius:3px;padding:0 .4rem;font-size:.8rem;background:#e3e6ea}
 .passed,.fresh{background:#cdeccd}.failed,.stale{background:#f4c7c3}.warn{background:#fbe7b5}
 #no-match{color:#5a6172}
+pre.ddl{background:#f6f7f9;padding:.5rem;overflow-x:auto;font-size:.8rem}
 """
 
 _JS = """
@@ -104,6 +105,19 @@ def _partitions(entry: CatalogEntry) -> str:
     return f"{len(entry.partitions)} ({_e(entry.partitions[0])} .. {_e(entry.partitions[-1])})"
 
 
+_DIALECT_LABELS = {"hive": "Athena, Spark, Hive", "trino": "Trino (Hive connector)"}
+
+
+def _external_tables(entry: CatalogEntry) -> str:
+    if not entry.external_tables:
+        return "n/a"
+    return "".join(
+        f"<details><summary>{_e(_DIALECT_LABELS.get(d, d))}</summary>"
+        f"<pre class='ddl' data-dialect='{_e(d)}'>{_e(ddl)}</pre></details>"
+        for d, ddl in entry.external_tables.items()
+    )
+
+
 def _section(entry: CatalogEntry) -> str:
     facts = [
         ("owner", _e(entry.owner)),
@@ -131,6 +145,7 @@ def _section(entry: CatalogEntry) -> str:
             f"<code>{_e(json.dumps(entry.schema_diff))}</code>" if entry.schema_diff else "none",
         ),
         ("metrics", _e(", ".join(entry.metrics) or "n/a")),
+        ("external table", _external_tables(entry)),
     ]
     rows = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts)
     return (

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from sensor_platform.catalog.entries import CatalogEntry
+from sensor_platform.catalog.external_tables import DIALECTS, external_tables_script
 from sensor_platform.catalog.schema import CATALOG_COLUMNS, CATALOG_TABLE_NAME, COLUMN_COLUMNS
 from sensor_platform.warehouse.store import TableSpec
 
@@ -15,6 +16,8 @@ CATALOG_DIR = "catalog"
 HTML_PAGE = f"{CATALOG_DIR}/index.html"
 JSON_DOCUMENT = f"{CATALOG_DIR}/catalog.json"
 SCHEMA_HISTORY = f"{CATALOG_DIR}/schema_history.json"
+# One DDL script per dialect (see catalog/external_tables.py): hive.sql, trino.sql.
+EXTERNAL_TABLES = {d: f"{CATALOG_DIR}/external_tables/{d}.sql" for d in DIALECTS}
 ALL_TIME = (datetime(1970, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC))
 
 
@@ -84,6 +87,7 @@ def entry_document(entry: CatalogEntry) -> dict:
         "freshness_status": entry.freshness_status,
         "quality_status": entry.quality_status,
         "quality_checks": _checks_json(entry),
+        "external_table_ddl": entry.external_tables or None,
     }
 
 
@@ -91,6 +95,12 @@ def catalog_document(entries: list[CatalogEntry], built_at: datetime) -> bytes:
     """The machine-readable catalog (UTF-8 JSON)."""
     body = {"built_at": built_at.isoformat(), "datasets": [entry_document(e) for e in entries]}
     return json.dumps(body, indent=1, ensure_ascii=False).encode()
+
+
+def external_table_script(entries: list[CatalogEntry], dialect: str) -> bytes:
+    """The DDL of every lake dataset among `entries` in `dialect`, as one script."""
+    statements = [(e.name, e.external_tables[dialect]) for e in entries if e.external_tables]
+    return external_tables_script(statements, dialect).encode()
 
 
 def catalog_rows(entries: list[CatalogEntry], built_at: datetime) -> pa.Table:

@@ -8,13 +8,15 @@ in the lake (catalog/schema_history.json); a removed or retyped column fails the
 """
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from sensor_platform.catalog.schema import CATALOG_COLUMNS, CATALOG_TABLE_NAME
+from sensor_platform.datasets import Registry
 from sensor_platform.defs.metadata import OWNERS, table_schema
 from sensor_platform.defs.resources import CatalogResource, LakeResource, WarehouseResource
 
@@ -148,6 +150,7 @@ def _current_version(
 def build_catalog(
     instance: dg.DagsterInstance,
     definitions: dg.Definitions,
+    datasets: Registry,
     store: "Lake",
     history: "SchemaHistory",
     *,
@@ -155,10 +158,17 @@ def build_catalog(
     now: datetime,
 ) -> tuple[list["CatalogEntry"], list["SchemaVersion"]]:
     """One entry per asset of `definitions` (external ones like quarantined_messages included),
-    and the schema versions this build added."""
+    each lake dataset of `datasets` with its external table DDL, and the schema versions this
+    build added."""
     from sensor_platform.catalog.entries import build_entry
+    from sensor_platform.catalog.external_tables import (
+        DIALECTS,
+        external_table_ddl,
+        table_location,
+    )
     from sensor_platform.catalog.lake_inspection import inspect_lake_dataset
 
+    lake_datasets = {d.name: d for d in datasets}
     check_keys = _check_keys(definitions)
     entries, new_versions = [], []
     specs = sorted(definitions.resolve_all_asset_specs(), key=lambda s: s.key.to_user_string())
@@ -168,16 +178,15 @@ def build_catalog(
         version, is_new = _current_version(history, facts, stats, now)
         if is_new:
             new_versions.append(version)
-        entries.append(
-            build_entry(
-                facts,
-                stats,
-                version,
-                lake_uri=store.uri(),
-                warehouse_url=warehouse_url,
-                now=now,
-            )
+        entry = build_entry(
+            facts, stats, version, lake_uri=store.uri(), warehouse_url=warehouse_url, now=now
         )
+        dataset = lake_datasets.get(facts.name)
+        if dataset is not None:
+            location = table_location(store, dataset.prefix)
+            ddl = {d: external_table_ddl(dataset, location, d) for d in DIALECTS}
+            entry = replace(entry, external_tables=ddl)
+        entries.append(entry)
     return entries, new_versions
 
 
@@ -206,11 +215,13 @@ def _link(store: "Lake", relpath: str) -> dg.MetadataValue:
 
 
 def catalog_definitions(
-    describe: Callable[[], dg.Definitions], upstream: Sequence[str] = ()
+    describe: Callable[[], dg.Definitions], datasets: Registry
 ) -> dg.Definitions:
     """The catalog asset, its job and hourly schedule. `describe` returns the code location's
-    whole Definitions (the catalog included) when the catalog runs; `upstream` names the assets
-    it describes, its lineage in the UI (it reads their metadata, not their data)."""
+    whole Definitions (the catalog included) when the catalog runs; `datasets` are the lake's
+    datasets, its lineage in the UI (it reads their metadata, not their data) and the tables
+    it writes DDL for."""
+    upstream = [d.name for d in datasets]
 
     @dg.asset(
         name=CATALOG,
@@ -239,9 +250,10 @@ def catalog_definitions(
     ) -> dg.MaterializeResult:
         """The data catalog: one entry per dataset with its description, owner, layer, location and
         format, partitioning, columns (type and meaning), schema version, rows, size, partitions
-        present, last update, freshness and latest quality results. Published as the `data_catalog`
-        and `data_catalog_columns` tables, an HTML page and a JSON document in the lake's catalog/
-        folder, and a DuckDB file of views over the lake for analysts."""
+        present, last update, freshness and latest quality results, and for each lake dataset the
+        external table DDL for Athena / Spark / Trino. Published as the `data_catalog` and
+        `data_catalog_columns` tables, an HTML page, a JSON document and the DDL scripts in the
+        lake's catalog/ folder, and a DuckDB file of views over the lake for analysts."""
         from sensor_platform.catalog.analytics_db import refresh_analytics_db
         from sensor_platform.catalog.html_page import render_catalog_page
         from sensor_platform.catalog.lake_inspection import read_lake_bytes, write_lake_bytes
@@ -249,12 +261,14 @@ def catalog_definitions(
             ALL_TIME,
             CATALOG_COLUMNS_TABLE,
             CATALOG_TABLE,
+            EXTERNAL_TABLES,
             HTML_PAGE,
             JSON_DOCUMENT,
             SCHEMA_HISTORY,
             catalog_document,
             catalog_rows,
             column_rows,
+            external_table_script,
         )
         from sensor_platform.catalog.schema_versions import SchemaHistory
 
@@ -263,6 +277,7 @@ def catalog_definitions(
         entries, new_versions = build_catalog(
             context.instance,
             describe(),
+            datasets,
             store,
             history,
             warehouse_url=wh.display_url,
@@ -271,6 +286,10 @@ def catalog_definitions(
         write_lake_bytes(store, SCHEMA_HISTORY, history.to_json().encode())
         page = write_lake_bytes(store, HTML_PAGE, render_catalog_page(entries, now).encode())
         document = write_lake_bytes(store, JSON_DOCUMENT, catalog_document(entries, now))
+        scripts = {
+            dialect: write_lake_bytes(store, path, external_table_script(entries, dialect))
+            for dialect, path in EXTERNAL_TABLES.items()
+        }
         tables = [
             (CATALOG_TABLE, catalog_rows(entries, now)),
             (CATALOG_COLUMNS_TABLE, column_rows(entries, now)),
@@ -292,13 +311,17 @@ def catalog_definitions(
                 "dagster/uri": store.uri(HTML_PAGE),
                 "catalog_page": _link(store, HTML_PAGE),
                 "json_document": _link(store, JSON_DOCUMENT),
+                **{
+                    f"external_tables_{dialect}": _link(store, path)
+                    for dialect, path in EXTERNAL_TABLES.items()
+                },
                 "analytics_db": dg.MetadataValue.path(analytics.path),
                 "analytics_views": dg.MetadataValue.json(list(analytics.views)),
                 "datasets_without_view": dg.MetadataValue.json(analytics.skipped),
                 "new_schema_versions": dg.MetadataValue.json(
                     {v.dataset: v.version for v in new_versions}
                 ),
-                "bytes": page.size + document.size,
+                "bytes": page.size + document.size + sum(f.size for f in scripts.values()),
                 "warehouse": wh.display_url,
             },
             check_results=[_breaking_check(new_versions)],

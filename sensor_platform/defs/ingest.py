@@ -15,6 +15,7 @@ import dagster as dg
 
 from sensor_platform.defs.landing import BATCH_ID_TAG, land_messages
 from sensor_platform.defs.metadata import OWNERS
+from sensor_platform.defs.run_resources import INGESTION_RUN_TAGS
 from sensor_platform.settings import Settings
 
 FEED_TAG = "sensor_platform/feed"
@@ -141,7 +142,11 @@ def landing_job(spec: IngestSource) -> dg.JobDefinition:
 
     land_unit.__doc__ = spec.description
 
-    @dg.job(name=spec.job, tags={FEED_TAG: spec.name}, executor_def=dg.in_process_executor)
+    @dg.job(
+        name=spec.job,
+        tags={FEED_TAG: spec.name, **INGESTION_RUN_TAGS},  # small runs on Kubernetes / ECS
+        executor_def=dg.in_process_executor,
+    )
     def _job():
         land_unit()
 
