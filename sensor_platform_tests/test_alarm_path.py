@@ -104,6 +104,13 @@ def test_a_fire_is_announced_at_landing_and_kept_out_of_every_aggregate(platform
     # the landing run announced the critical episode before any raw or alert run
     fire = [n for n in notices(receiver) if n[0] == FIRE and n[1] == "temperature_high"]
     assert fire == [(FIRE, "temperature_high", "critical", ("opened", "closed"))]
+    [summary] = [
+        n["summary"]
+        for r in receiver.received("alarms")
+        for n in r.payload["notices"]
+        if n["episode"]["device_id"] == FIRE and n["episode"]["rule"] == "temperature_high"
+    ]
+    assert "1200 °C" in summary and "beyond what the sensor can measure" in summary
     [output] = [e for e in landing.all_node_events if e.is_successful_output]
     assert output.step_output_data.metadata["fast_alerts_sent"].value >= 1
 

@@ -24,7 +24,9 @@ from sensor_platform.notify.messages import (
     DISCORD_MAX_TOTAL,
     Notice,
     build_messages,
+    describe,
     discord_payload_size,
+    with_plausible_ranges,
 )
 from sensor_platform.notify.receiver import Reply, WebhookReceiver
 from sensor_platform_tests.conftest import free_port
@@ -67,6 +69,27 @@ def episodes(n: int, *, device: str = "EQ{i}", severity: str = "critical", **ext
 
 def notices(n: int, **kwargs) -> list[Notice]:
     return [Notice(row, ("opened",)) for row in episodes(n, **kwargs).to_pylist()]
+
+
+def test_a_peak_beyond_what_the_sensor_can_measure_says_so():
+    ranges = {"temperature": (-90.0, 1000.0)}
+    fire, hot = (
+        with_plausible_ranges(episodes(1, peak_value=value), ranges).to_pylist()[0]
+        for value in (1200.0, 71.5)
+    )
+    assert describe(fire) == (
+        "temperature reached 1200 °C (≥ 60, critical); beyond what the sensor can measure "
+        "(-90 to 1000 °C): a faulty or damaged sensor"
+    )
+    assert describe(hot) == "temperature reached 71.5 °C (≥ 60, critical)"
+    # a metric without a range, and episodes read without ranges, say nothing of it
+    unknown = with_plausible_ranges(episodes(1, peak_value=1200.0), {}).to_pylist()[0]
+    assert describe(unknown) == describe(episodes(1, peak_value=1200.0).to_pylist()[0])
+    assert "beyond" not in describe(unknown)
+    # every channel carries it
+    for kind in ("discord", "slack", "webhook"):
+        [message] = build_messages(kind, [Notice(fire, ("opened",))])
+        assert "beyond what the sensor can measure" in str(message.payload)
 
 
 @pytest.fixture

@@ -93,9 +93,11 @@ def announce(
     """Plan the notices due for `episodes` against the ledger and send them, holding the alert
     lock (see ALERT_LOCK)."""
     from sensor_platform.notify.ledger import AlertLedger
+    from sensor_platform.notify.messages import with_plausible_ranges
     from sensor_platform.notify.planning import send_alerts
 
     wh, setup = warehouse.warehouse(), alerts.channel_setup()
+    episodes = with_plausible_ranges(episodes, alerts.plausible_ranges())
     with wh.exclusive(ALERT_LOCK):
         return send_alerts(
             episodes,

@@ -291,6 +291,14 @@ class AlertsResource(dg.ConfigurableResource):
     attempts: int = 4
     timeout_seconds: float = 5.0
     max_retry_after_seconds: float = 60.0
+    # the quality rules' physical ranges: a notice says when a peak lies beyond them
+    quality_rules_file: str | None = None
+
+    def plausible_ranges(self) -> dict[str, tuple[float, float]]:
+        from sensor_platform.quality.rules import load_rules
+
+        rules = load_rules(self.quality_rules_file)
+        return {name: (rule.minimum, rule.maximum) for name, rule in rules.metrics.items()}
 
     def channel_setup(self) -> "ChannelSetup":
         """The valid channels, and an error per misconfigured one (naming its variable, never
@@ -416,6 +424,10 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             rules_file=settings.quality_rules_file, docs_base_url=settings.docs_base_url
         ),
         "anomaly_rules": AnomalyRulesResource(rules_file=settings.anomaly_rules_file),
-        "alerts": AlertsResource(**channels, max_alert_age_hours=settings.alert_max_age_hours),
+        "alerts": AlertsResource(
+            **channels,
+            max_alert_age_hours=settings.alert_max_age_hours,
+            quality_rules_file=settings.quality_rules_file,
+        ),
         "catalog": CatalogResource(analytics_db_path=settings.analytics_db),
     }

@@ -11,7 +11,10 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 EVENTS = ("opened", "escalated", "closed")
 DISCORD_MAX_EMBEDS = 10
@@ -77,7 +80,42 @@ def build_messages(kind: str, notices: list[Notice]) -> list[Outgoing]:
 
 # -- text -------------------------------------------------------------------------------------
 def describe(episode: Mapping[str, Any]) -> str:
-    """What happened, in one line: 'temperature reached 63.2 °C (≥ 60, critical)'."""
+    """What happened, in one line: 'temperature reached 63.2 °C (≥ 60, critical)', and whether
+    the peak lies beyond what the sensor can measure (see with_plausible_ranges)."""
+    return _what(episode) + _implausible(episode)
+
+
+def with_plausible_ranges(
+    episodes: "pa.Table", ranges: Mapping[str, tuple[float, float]]
+) -> "pa.Table":
+    """`episodes` with each metric's physically plausible range (the quality rules' ranges) as
+    `plausible_min` / `plausible_max`, for the notices to say when a peak lies beyond it: the
+    reading is then a sensor fault, or a sensor a fire has damaged, and worth a notice either
+    way (the aggregates leave such readings out; alarms never do)."""
+    import pyarrow as pa
+
+    metrics = episodes["metric"].to_pylist()
+    lows = [ranges[m][0] if m in ranges else None for m in metrics]
+    highs = [ranges[m][1] if m in ranges else None for m in metrics]
+    return episodes.append_column("plausible_min", pa.array(lows, pa.float64())).append_column(
+        "plausible_max", pa.array(highs, pa.float64())
+    )
+
+
+def _implausible(episode: Mapping[str, Any]) -> str:
+    low, high, peak = (episode.get(k) for k in ("plausible_min", "plausible_max", "peak_value"))
+    if low is None or high is None or peak is None or episode["kind"] == "rate":
+        return ""
+    if low <= peak <= high:
+        return ""
+    unit = f" {episode['unit']}" if episode.get("unit") else ""
+    return (
+        f"; beyond what the sensor can measure ({_num(low)} to {_num(high)}{unit}): "
+        "a faulty or damaged sensor"
+    )
+
+
+def _what(episode: Mapping[str, Any]) -> str:
     kind, metric = episode["kind"], episode["metric"] or "device"
     peak, limit, unit = episode["peak_value"], episode["threshold"], episode["unit"] or ""
     unit = f" {unit}" if unit else ""
