@@ -38,8 +38,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     )
     end = start + timedelta(minutes=args.minutes)
     messages = simulate(
-        fleet, start, end, seed=args.seed, anomaly_rate=args.anomaly_rate, late_rate=args.late_rate
-    )
+        fleet, start, end, seed=args.seed, anomaly_rate=args.anomaly_rate,
+        late_rate=args.late_rate, malformed_rate=args.malformed_rate,
+    )  # fmt: skip
     if args.count:
         messages = islice(messages, args.count)
     pause = args.interval or (1 / args.rate if args.rate else 0)
@@ -117,7 +118,7 @@ def _paced(messages, pause: float):
 def _cmd_demo(args: argparse.Namespace) -> int:
     from sensor_platform.demo import run_demo
 
-    run_demo(hours=args.hours)
+    run_demo(days=args.days)
     return 0
 
 
@@ -229,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--rate", type=_positive(float), help="messages per second (paced)")
     sim.add_argument("--anomaly-rate", type=float, default=0.1)
     sim.add_argument("--late-rate", type=float, default=0.0)
+    sim.add_argument(
+        "--malformed-rate", type=float, default=0.0, help="share sent malformed (quarantined)"
+    )
     sim.add_argument("--out", help="output file; default or '-': stdout")
     sim.add_argument("--labels", help="also write ground-truth anomaly labels (JSON lines) here")
     sim.add_argument("--to", choices=["stdout", "kafka", "mqtt"], default="stdout")
@@ -248,8 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--mqtt-tls-ca-file", help="TLS on, with this CA file")
     sim.set_defaults(func=_cmd_simulate)
 
-    demo = sub.add_parser("demo", help="simulate a few hours and run the whole graph locally")
-    demo.add_argument("--hours", type=_positive(int), default=6)
+    demo = sub.add_parser(
+        "demo", help="simulate the last whole day(s) and run the whole graph locally"
+    )
+    demo.add_argument("--days", type=_positive(int), default=1)
     demo.set_defaults(func=_cmd_demo)
 
     sql = sub.add_parser(

@@ -1,6 +1,7 @@
-"""`sensor-platform demo`: simulate a few hours of the fleet and run the whole graph in Dagster on
-the embedded defaults (local lake folder, DuckDB warehouse, local Dagster instance)."""
+"""`sensor-platform demo`: simulate a day of the fleet and run the whole graph in Dagster on the
+embedded defaults (local lake folder, DuckDB warehouse, local Dagster instance)."""
 
+import dataclasses
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,52 +59,102 @@ def _range_tags(first: str, last: str) -> dict[str, str]:
     }
 
 
-def run_demo(hours: int = 6, now: datetime | None = None) -> dict[str, object]:
+# The demo's fleet sends a few malformed messages, so the quarantine has something to show; its
+# day has no neighbour for late messages to fall into, so none are late (the live feed's are).
+DEMO_SETTINGS = {"simulator_malformed_rate": 0.002, "simulator_late_rate": 0.0}
+FEED_WINDOW = timedelta(hours=1)
+# What the demo's data is expected to warn about, and why (anything else is worth a look).
+EXPECTED = {
+    "anomaly_alerts.alerts_delivered": "the demo configures no webhook (README: Anomalies and "
+    "alerts); the episodes are in the warehouse table sensor_anomalies",
+    "sensor_readings_minute.completeness": "the simulator injects dropouts: devices that go "
+    "silent for a while deliver less than their cadence in that hour",
+}
+
+
+def run_demo(days: int = 1, now: datetime | None = None) -> dict[str, object]:
+    """Simulate the last `days` whole UTC days (ending at the last midnight), then run what the
+    daemon would: landing, raw hours with their minutes, anomalies and alerts, the hour and day
+    rollups, the catalog with the analysts' file, and the dbt models; print where to look."""
     from sensor_platform.datasets import REGISTRY
+    from sensor_platform.dbt_definitions import defs as analytics_definitions
     from sensor_platform.definitions import build_definitions
     from sensor_platform.defs.ingest import source_named
     from sensor_platform.simulator.source import window_unit
 
     instance = dev_instance()
     settings = load_settings()
+    overrides = {
+        name: value
+        for name, value in DEMO_SETTINGS.items()
+        if f"SENSOR_{name.upper()}" not in os.environ
+    }
+    settings = dataclasses.replace(settings, **overrides)
     definitions = build_definitions(settings)
     hour_key = REGISTRY.raw.partition_key
-    end = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
-    start = end - timedelta(hours=hours)
-    print(f"Simulating {hours} h of the fleet ({start:%Y-%m-%d %H:%M} .. {end:%H:%M} UTC) ...")
-
+    end = (now or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=days)
+    print(
+        f"Simulating {days} day(s) of the fleet ({start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC) ..."
+    )
+    checks: list[dg.AssetCheckEvaluation] = []
     feed_job = definitions.resolve_job_def("simulated_feed_job")
     window = start
     while window < end:
-        request = source_named("simulator").run_request(
-            window_unit(window, min(window + timedelta(minutes=15), end))
-        )
+        request = source_named("simulator").run_request(window_unit(window, window + FEED_WINDOW))
         _run(feed_job, instance, run_config=request.run_config, tags=request.tags)
-        window += timedelta(minutes=15)
+        window += FEED_WINDOW
 
     first_hour, last_hour = hour_key(start), hour_key(end - timedelta(hours=1))
+    first_day, last_day = f"{start:%Y-%m-%d}", f"{end - timedelta(days=1):%Y-%m-%d}"
     print(
-        f"Materializing raw_sensor_readings and minute aggregates {first_hour} .. {last_hour} ..."
+        f"Materializing raw_sensor_readings, minute aggregates and anomalies {first_hour} .. {last_hour} ..."
     )
-    for job in ("raw_job", "minute_job"):
-        _run(definitions.resolve_job_def(job), instance, tags=_range_tags(first_hour, last_hour))
-    first_day, last_day = f"{start:%Y-%m-%d}", f"{end - timedelta(hours=1):%Y-%m-%d}"
+    checks += _run(
+        definitions.resolve_job_def("raw_job"), instance, tags=_range_tags(first_hour, last_hour)
+    )
     print(f"Materializing hourly and daily aggregates {first_day} .. {last_day} ...")
-    _run(
+    checks += _run(
         definitions.resolve_job_def("rollups_job"), instance, tags=_range_tags(first_day, last_day)
+    )
+    print("Building the data catalog and the analysts' file ...")
+    checks += _run(definitions.resolve_job_def("catalog_job"), instance)
+    print(f"Running the dbt models {first_day} .. {last_day} ...")
+    analytics = analytics_definitions()
+    checks += _run(
+        analytics.resolve_job_def("analytics_job"), instance, tags=_range_tags(first_day, last_day)
     )
 
     summary = _summary(Lake(settings.lake_root))
+    lake_root = Path(settings.lake_root).resolve()
     print()
     print("Demo finished.")
     print(f"  readings in the lake     {summary['readings']:,}")
     print(f"  raw hourly partitions    {summary['raw_partitions']}")
-    print(f"  quarantined messages     {summary['quarantined']:,}")
+    print(
+        f"  quarantined messages     {summary['quarantined']:,}   (lake: quarantine/, UI: quarantined_messages)"
+    )
     print(f"  anomaly episodes         {summary['anomaly_episodes']:,}")
-    print(f"  lake                     {Path(settings.lake_root).resolve()}")
+    print(f"  lake                     {lake_root}")
     print(f"  warehouse (DuckDB)       {Path(settings.data_dir, 'warehouse.duckdb').resolve()}")
     print(f"  Dagster instance         {os.environ['DAGSTER_HOME']}")
-    print("  open the UI              make ui   (then http://127.0.0.1:3000)")
+    print()
+    print("Where to look:")
+    print("  make ui          the Dagster UI, http://127.0.0.1:3000 (PORT=...), and the Data Docs")
+    print("                   its checks link to, http://127.0.0.1:3030")
+    print(f"  catalog page     {lake_root / 'catalog' / 'index.html'}")
+    print(f"  make sql         SQL on the analysts' file {Path(settings.analytics_db).resolve()}")
+    print("  make dashboard   the operations dashboard, http://127.0.0.1:8501")
+    not_passed = [c for c in checks if not c.passed]
+    print()
+    print(f"Checks: {len(checks)} evaluated, {len(checks) - len(not_passed)} passed.")
+    for check in not_passed:
+        level = "ERROR" if check.severity == dg.AssetCheckSeverity.ERROR else "WARN"
+        name = f"{check.asset_key.to_user_string()}.{check.check_name}"
+        print(f"  {level} {name}: {check.description}")
+        if name in EXPECTED:
+            print(f"      expected: {EXPECTED[name]}")
+    summary["checks"] = {f"{c.asset_key.to_user_string()}.{c.check_name}": c.passed for c in checks}
     return summary
 
 
@@ -112,13 +163,14 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 def _run(
     job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dict | None = None, **kwargs
-) -> None:
+) -> list[dg.AssetCheckEvaluation]:
     config = {**(run_config or {}), **QUIET}
     result = job.execute_in_process(
         instance=instance, run_config=config, raise_on_error=False, **kwargs
     )
     if not result.success:
         raise RuntimeError(f"run {result.run_id} of {job.name} failed; see `make ui` for its logs")
+    return result.get_asset_check_evaluations()
 
 
 def _summary(lake: Lake) -> dict[str, object]:

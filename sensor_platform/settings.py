@@ -50,6 +50,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SENSOR_SIMULATOR_SEED", "42", "the simulated fleet's random seed"),
     Variable("SENSOR_SIMULATOR_ANOMALY_RATE", "0.1", "injected anomaly episodes per device-hour"),
     Variable("SENSOR_SIMULATOR_LATE_RATE", "0.01", "share of simulated messages that arrive late"),
+    Variable(
+        "SENSOR_SIMULATOR_MALFORMED_RATE",
+        "0",
+        "share of simulated messages sent malformed, for the quarantine (the demo: 0.002)",
+    ),
     Variable("SENSOR_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka bootstrap servers"),
     Variable("SENSOR_KAFKA_TOPICS", "sensor-readings", "topics to read, comma-separated"),
     Variable("SENSOR_KAFKA_TOPIC_PATTERN", "–", "a regex of topics to read instead of a list"),
@@ -176,6 +181,7 @@ class Settings:
     simulator_seed: int = 42
     simulator_anomaly_rate: float = 0.1
     simulator_late_rate: float = 0.01
+    simulator_malformed_rate: float = 0.0
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_topics: tuple[str, ...] = ("sensor-readings",)
     kafka_topic_pattern: str | None = None
@@ -247,6 +253,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         simulator_seed=env.integer("SENSOR_SIMULATOR_SEED", 42),
         simulator_anomaly_rate=env.share("SENSOR_SIMULATOR_ANOMALY_RATE", 0.1),
         simulator_late_rate=env.share("SENSOR_SIMULATOR_LATE_RATE", 0.01),
+        simulator_malformed_rate=env.share("SENSOR_SIMULATOR_MALFORMED_RATE", 0.0),
         kafka_bootstrap_servers=env.text("SENSOR_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
         kafka_topics=env.items("SENSOR_KAFKA_TOPICS", ("sensor-readings",)),
         kafka_topic_pattern=env.optional("SENSOR_KAFKA_TOPIC_PATTERN"),

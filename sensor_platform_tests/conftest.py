@@ -9,11 +9,14 @@ marked `integration` here; modules that run Dagster jobs, a daemon or a browser 
 (`pytestmark`). `make test-fast` runs the rest.
 """
 
+import io
 import os
 import socket
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -103,6 +106,32 @@ def s3_endpoint():
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@dataclass(frozen=True)
+class DemoCheckout:
+    root: Path  # laid out like a checkout after `make demo`: data/, .dagster_home/
+    summary: dict
+    printed: str
+
+
+@pytest.fixture(scope="session")
+def demo_checkout(tmp_path_factory) -> DemoCheckout:
+    """`make demo` run once for the session (a whole simulated day) in a folder of its own, with
+    the embedded defaults; the demo's test and the README examples' tests read what it left."""
+    from sensor_platform.demo import run_demo
+
+    root = tmp_path_factory.mktemp("checkout")
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DAGSTER_HOME", str(root / ".dagster_home"))
+        env.chdir(root)
+        for name in ("SENSOR_DATA_DIR", "SENSOR_LAKE_ROOT", "SENSOR_WAREHOUSE_URL",
+                     "SENSOR_ANALYTICS_DB"):  # fmt: skip
+            env.delenv(name, raising=False)
+        with redirect_stdout(printed):
+            summary = run_demo(days=1)
+    return DemoCheckout(root, summary, printed.getvalue())
 
 
 @contextmanager

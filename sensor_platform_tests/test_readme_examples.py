@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from sensor_platform.catalog.sql_prompt import find_cli
@@ -40,27 +39,11 @@ def _example_id(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def checkout(tmp_path_factory) -> Path:
+def checkout(demo_checkout) -> Path:
     """A folder laid out like a checkout after `make demo`: data/ with the lake, the warehouse and
-    the analysts' file."""
-    from sensor_platform.definitions import build_definitions
-    from sensor_platform.demo import run_demo
-    from sensor_platform.settings import load_settings
-
-    root = tmp_path_factory.mktemp("checkout")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("DAGSTER_HOME", str(root / ".dagster_home"))
-        env.chdir(root)
-        for name in ("SENSOR_DATA_DIR", "SENSOR_LAKE_ROOT", "SENSOR_WAREHOUSE_URL",
-                     "SENSOR_ANALYTICS_DB"):  # fmt: skip
-            env.delenv(name, raising=False)
-        run_demo(hours=2)
-        # The demo leaves the catalog to its hourly schedule; build it as that schedule would.
-        catalog = build_definitions(load_settings()).resolve_job_def("catalog_job")
-        result = catalog.execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False)
-        assert result.success
-    assert (root / "data" / "analytics.duckdb").is_file()
-    return root
+    the analysts' file (the demo builds the catalog and that file)."""
+    assert (demo_checkout.root / "data" / "analytics.duckdb").is_file()
+    return demo_checkout.root
 
 
 def run_in_checkout(args: list[str], checkout: Path) -> subprocess.CompletedProcess:

@@ -225,7 +225,10 @@ def test_each_anomaly_kind_is_labelled_and_visible(fleet, two_days):
         cadence = timedelta(seconds=fleet.cadences()[label.device_id])
         if label.kind == "spike":
             inside = _inside(rows, label, label.metric)
-            assert len(inside) == 1 and inside[0][2] > 3 * specs[label.device_id, label.metric].max
+            spec = specs[label.device_id, label.metric]
+            # far above the range, but a relative humidity never says more than 100 %
+            far = 100.0 if spec.unit == "%" else 3 * spec.max
+            assert len(inside) == 1 and inside[0][2] >= far > spec.max
         elif label.kind == "stuck":
             inside = _inside(rows, label, label.metric)
             assert len({r[2] for r in inside}) == 1
@@ -388,3 +391,28 @@ def test_values_never_leave_the_range_even_when_the_cycle_is_wider(tmp_path):
     messages = simulate(load_fleet(path), START, START + timedelta(days=1), anomaly_rate=0.0)
     values = [json.loads(m.payload)["value"] for m in messages]
     assert len(values) == 1440 and min(values) == 10 and max(values) == 20
+
+
+def test_malformed_messages_are_split_invariant_and_each_is_quarantined_for_its_kind(fleet):
+    from sensor_platform.readings.normalize import Message, normalize_messages
+    from sensor_platform.simulator.payloads import MALFORMED_KINDS
+
+    end = START + timedelta(hours=2)
+    clean = list(simulate(fleet, START, end, seed=4, anomaly_rate=0.0))
+    broken = list(simulate(fleet, START, end, seed=4, anomaly_rate=0.0, malformed_rate=0.01))
+    middle = START + timedelta(minutes=41, seconds=7)
+    parts = list(simulate(fleet, START, middle, seed=4, anomaly_rate=0.0, malformed_rate=0.01))
+    parts += list(simulate(fleet, middle, end, seed=4, anomaly_rate=0.0, malformed_rate=0.01))
+    assert parts == broken and len(broken) == len(clean)
+    changed = [b for c, b in zip(clean, broken, strict=True) if c.payload != b.payload]
+    assert 0.005 < len(changed) / len(clean) < 0.02
+    result = normalize_messages(
+        [Message(m.payload, "simulator", m.received_at) for m in changed], batch_id="b"
+    )
+    reasons = result.quarantine.column("reason").to_pylist()
+    assert len(reasons) == len(changed)  # every broken message is quarantined, once
+    assert set(reasons) == set(MALFORMED_KINDS)
+    # a bad value keeps the message's good fields (wide payloads), so readings may remain
+    assert set(result.readings.column("device_id").to_pylist()) <= {m.key.decode() for m in changed}
+    with pytest.raises(ValueError, match="malformed_rate"):
+        list(simulate(fleet, START, end, malformed_rate=1.5))

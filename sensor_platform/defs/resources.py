@@ -70,6 +70,7 @@ class FleetResource(dg.ConfigurableResource):
     seed: int = 42
     anomaly_rate: float = 0.1
     late_rate: float = 0.01
+    malformed_rate: float = 0.0
 
     def fleet(self) -> "Fleet":
         from sensor_platform.simulator.fleet import load_fleet
@@ -80,7 +81,9 @@ class FleetResource(dg.ConfigurableResource):
         """The simulated fleet as an ingest source."""
         from sensor_platform.simulator.source import SimulatorSource
 
-        return SimulatorSource(self.fleet(), self.seed, self.anomaly_rate, self.late_rate)
+        return SimulatorSource(
+            self.fleet(), self.seed, self.anomaly_rate, self.late_rate, self.malformed_rate
+        )
 
     def registry(self) -> "FleetRegistry":
         """What the quality checks need to know of the fleet: cadences and sites."""
@@ -368,6 +371,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             seed=settings.simulator_seed,
             anomaly_rate=settings.simulator_anomaly_rate,
             late_rate=settings.simulator_late_rate,
+            malformed_rate=settings.simulator_malformed_rate,
         ),
         "pipeline": PipelineResource(
             max_message_bytes=settings.max_message_bytes,

@@ -22,7 +22,12 @@ from sensor_platform.simulator.episodes import (
     device_episodes,
 )
 from sensor_platform.simulator.fleet import Device, Fleet
-from sensor_platform.simulator.payloads import render_single, render_wide
+from sensor_platform.simulator.payloads import (
+    MALFORMED_KINDS,
+    malform,
+    render_single,
+    render_wide,
+)
 from sensor_platform.simulator.signals import normal_values
 
 __all__ = [
@@ -59,14 +64,18 @@ def simulate(
     seed: int = 42,
     anomaly_rate: float = 0.1,
     late_rate: float = 0.0,
+    malformed_rate: float = 0.0,
 ) -> Iterator[SimulatedMessage]:
     """Every message whose received_at falls in [start, end), ordered by received_at (ties: fleet
-    order, then metric order)."""
+    order, then metric order). A `malformed_rate` share of them is broken the way field devices
+    break messages (payloads.MALFORMED_KINDS), for the quarantine to catch."""
     start_us, end_us = _micros(start, "start"), _micros(end, "end")
     _check_rate("anomaly_rate", anomaly_rate)
     _check_rate("late_rate", late_rate)
+    _check_rate("malformed_rate", malformed_rate)
     lookback_us = MAX_LATENCY_US + (_LATE_US if late_rate > 0 else 0)
-    return _messages(fleet, start_us, end_us, lookback_us, seed, anomaly_rate, late_rate)
+    rates = _Rates(anomaly_rate, late_rate, malformed_rate)
+    return _messages(fleet, start_us, end_us, lookback_us, seed, rates)
 
 
 def anomaly_labels(
@@ -120,6 +129,13 @@ def write_labels(labels: Iterable[AnomalyLabel], out: TextIO) -> int:
     return count
 
 
+@dataclass(frozen=True)
+class _Rates:
+    anomaly: float
+    late: float
+    malformed: float
+
+
 @dataclass
 class _Batch:
     """The messages of one device in one chunk, unordered."""
@@ -136,15 +152,14 @@ def _messages(
     end_us: int,
     lookback_us: int,
     seed: int,
-    anomaly_rate: float,
-    late_rate: float,
+    rates: _Rates,
 ) -> Iterator[SimulatedMessage]:
     keys = [device.device_id.encode() for device in fleet.devices]
     chunk_start = start_us
     while chunk_start < end_us:
         chunk_end = min(chunk_start + _CHUNK_US, end_us)
         batches = [
-            _device_batch(d, chunk_start, chunk_end, lookback_us, seed, anomaly_rate, late_rate)
+            _device_batch(d, chunk_start, chunk_end, lookback_us, seed, rates)
             for d in fleet.devices
         ]
         received = np.concatenate([b.received_us for b in batches])
@@ -175,8 +190,7 @@ def _device_batch(
     end_us: int,
     lookback_us: int,
     seed: int,
-    anomaly_rate: float,
-    late_rate: float,
+    rates: _Rates,
 ) -> _Batch:
     """The device's messages received in [start_us, end_us), from every tick that could send one."""
     cadence_us = device.cadence_seconds * _US
@@ -192,7 +206,7 @@ def _device_batch(
         episodes = device_episodes(
             device,
             seed=seed,
-            anomaly_rate=anomaly_rate,
+            anomaly_rate=rates.anomaly,
             first_hour=int(tick_s[0]) // HOUR,
             last_hour=int(tick_s[-1]) // HOUR,
         )
@@ -207,19 +221,27 @@ def _device_batch(
         )
     event_us = tick_s * _US
     if device.payload != "single":
-        received = event_us + _delays(seed, device.device_id, "", tick_s, late_rate)
+        received = event_us + _delays(seed, device.device_id, "", tick_s, rates.late)
         send = present & (received >= start_us) & (received < end_us)
         payloads = render_wide(
             device, event_us[send], {k: v[send] for k, v in values.items()}, status[send]
         )
+        payloads = _malformed(
+            payloads, seed, device.device_id, "", tick_s[send], rates.malformed,
+            value_key=device.metrics[0].name,
+        )  # fmt: skip
         return _Batch(received[send], event_us[send], np.zeros(len(payloads), np.int64), payloads)
     parts = []
     for index, spec in enumerate(device.metrics):
-        received = event_us + _delays(seed, device.device_id, spec.name, tick_s, late_rate)
+        received = event_us + _delays(seed, device.device_id, spec.name, tick_s, rates.late)
         send = present & (received >= start_us) & (received < end_us)
         payloads = render_single(
             device, spec.name, event_us[send], values[spec.name][send], status[send]
         )
+        payloads = _malformed(
+            payloads, seed, device.device_id, spec.name, tick_s[send], rates.malformed,
+            value_key="value",
+        )  # fmt: skip
         parts.append(
             _Batch(received[send], event_us[send], np.full(len(payloads), index), payloads)
         )
@@ -229,6 +251,30 @@ def _device_batch(
         np.concatenate([p.metric_index for p in parts]),
         [payload for p in parts for payload in p.payloads],
     )
+
+
+def _malformed(
+    payloads: list[bytes],
+    seed: int,
+    device_id: str,
+    metric: str,
+    tick_s: np.ndarray,
+    rate: float,
+    *,
+    value_key: str,
+) -> list[bytes]:
+    """Break the payloads whose tick draws below `rate` (a pure function of the tick, like every
+    draw: any split of the time range breaks the same messages the same way)."""
+    if rate <= 0 or not payloads:
+        return payloads
+    hit = np.flatnonzero(uniform(stream_key(seed, device_id, metric, "malformed"), tick_s) < rate)
+    if not len(hit):
+        return payloads
+    kinds = uniform(stream_key(seed, device_id, metric, "malformed-kind"), tick_s[hit])
+    out = list(payloads)
+    for i, draw in zip(hit.tolist(), kinds.tolist(), strict=True):
+        out[i] = malform(out[i], MALFORMED_KINDS[int(draw * len(MALFORMED_KINDS))], value_key)
+    return out
 
 
 def _delays(

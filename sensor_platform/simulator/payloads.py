@@ -61,3 +61,29 @@ def render_single(
             obj["status_code"] = code
         payloads.append(dumps(obj))
     return payloads
+
+
+# How field devices break their messages, each named by the quarantine reason it earns.
+MALFORMED_KINDS = ("not_json", "missing_device_id", "bad_timestamp", "bad_value")
+_ID_KEYS = ("equipment_id", "device_id", "sensor_id")
+_TIME_KEYS = ("measured_at", "timestamp")
+
+
+def malform(payload: bytes, kind: str, value_key: str) -> bytes:
+    """`payload` broken as `kind` says: cut short, without its device id, with a timestamp that
+    is no time, or with `value_key`'s value not a number."""
+    if kind == "not_json":
+        return payload[: len(payload) // 2]
+    obj = orjson.loads(payload)
+    if kind == "missing_device_id":
+        for key in _ID_KEYS:
+            obj.pop(key, None)
+    elif kind == "bad_timestamp":
+        for key in _TIME_KEYS:
+            if key in obj:
+                obj[key] = "half past never"
+    elif kind == "bad_value":
+        obj[value_key] = "n/a"
+    else:
+        raise ValueError(f"unknown malformed kind {kind!r}; known: {', '.join(MALFORMED_KINDS)}")
+    return orjson.dumps(obj)

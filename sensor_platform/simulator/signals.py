@@ -64,10 +64,15 @@ def _gaussian(seed: int, device_id: str, metric: str, ticks: np.ndarray) -> np.n
 
 
 def spike_value(seed: int, device_id: str, spec: MetricSpec, tick_s: int) -> float:
-    """One reading far above the range: more than 3x its maximum (or its width, if larger)."""
+    """One reading far above the range: more than 3x its maximum (or its width, if larger), but
+    never past what the unit can say (a relative humidity tops out at 100 %): a glitch a real
+    sensor sends, not one the quality gate would throw out as impossible."""
     scale = max(abs(spec.max), spec.max - spec.min) or 1.0
     draw = uniform_one(stream_key(seed, device_id, spec.name, "spike"), tick_s)
-    return float(finish(np.array([spec.max + 3 * scale * (1.0 + draw)]), spec)[0])
+    value = spec.max + 3 * scale * (1.0 + draw)
+    if spec.unit == "%":
+        value = min(value, 100.0)
+    return float(finish(np.array([value]), spec)[0])
 
 
 def threshold_values(seed: int, device_id: str, spec: MetricSpec, tick_s: np.ndarray) -> np.ndarray:

@@ -47,6 +47,7 @@ class SimulatorSource:
     seed: int = 42
     anomaly_rate: float = 0.1
     late_rate: float = 0.01
+    malformed_rate: float = 0.0
     name: str = SOURCE
 
     def plan(self, state: str | None, now: datetime, runs: RunLog) -> Plan:
@@ -78,6 +79,7 @@ class SimulatorSource:
             for m in simulate(
                 self.fleet, start.astimezone(UTC), end.astimezone(UTC), seed=self.seed,
                 anomaly_rate=self.anomaly_rate, late_rate=self.late_rate,
+                malformed_rate=self.malformed_rate,
             )
         )  # fmt: skip
         yield Replayed(feed_batch_id(start, end), messages)
