@@ -8,7 +8,9 @@ A source
   name, the same for every attempt, so re-landing a unit rewrites the same files);
 - reads one unit, in a run, into normalizer messages with their receive time and source (`read`,
   a context manager);
-- acknowledges the unit once it is durably landed (`Batch.acknowledge`), and never before.
+- acknowledges the unit once it is durably landed (`Batch.acknowledge`), and never before;
+- may judge its own health on each tick (`Plan.verdicts`: checks on the source's asset) and raise
+  platform notices for what needs a person (`Plan.notices`: one run each, keyed by the notice).
 
 Exactly once in raw holds for every source: raw partitions de-duplicate by reading_id, so a unit
 landed twice (a retry, a broker that redelivers) changes nothing. What a source adds on top:
@@ -23,6 +25,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sensor_platform.broker_access import BrokerAccessDenied, BrokerUnavailable
+from sensor_platform.notify.messages import PlatformNotice
 from sensor_platform.readings.normalize import Message
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "Source",
     "Unit",
     "UnitUnreadable",
+    "Verdict",
 ]
 
 
@@ -81,6 +85,16 @@ class RunLog(Protocol):
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """The result of a check on the source's asset, as one tick evaluated it."""
+
+    check: str  # the check's name
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)  # JSON values
+
+
+@dataclass(frozen=True)
 class Plan:
     """What one sensor tick decided."""
 
@@ -89,6 +103,9 @@ class Plan:
     skip_reason: str | None = None  # why nothing was asked for, when nothing was
     notes: list[tuple[str, str]] = field(default_factory=list)  # (info|warning|error, text)
     observation: dict[str, Any] | None = None  # figures for the source's asset (lag, ...)
+    verdicts: list[Verdict] = field(default_factory=list)  # checks on the source's asset
+    # to announce, each once (a notice asked for again, e.g. on every tick, is not sent again)
+    notices: list[PlatformNotice] = field(default_factory=list)
 
 
 class Batch(Protocol):

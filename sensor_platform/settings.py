@@ -62,6 +62,15 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SENSOR_KAFKA_POLL_INTERVAL_SECONDS", "30", "how often the Kafka sensor polls"),
     Variable("SENSOR_KAFKA_ON_GAP", "fail", "when the broker lost data: fail, earliest or latest"),
     Variable("SENSOR_KAFKA_CONSUMER_GROUP", "–", "also commit landed offsets to this group"),
+    Variable(
+        "SENSOR_KAFKA_MAX_ATTEMPTS", "8", "attempts at landing a range before it is stuck (1: none)"
+    ),
+    Variable(
+        "SENSOR_KAFKA_RETRY_FIRST_DELAY_SECONDS", "60", "wait before a failed range's 2nd attempt"
+    ),
+    Variable(
+        "SENSOR_KAFKA_RETRY_MAX_DELAY_SECONDS", "3600", "the wait doubles per failure up to this"
+    ),
     Variable("SENSOR_KAFKA_SECURITY_PROTOCOL", "–", "kafka-python security_protocol"),
     Variable("SENSOR_KAFKA_SASL_MECHANISM", "–", "kafka-python sasl_mechanism"),
     Variable("SENSOR_KAFKA_SASL_USERNAME", "–", "kafka-python sasl_plain_username"),
@@ -189,6 +198,9 @@ class Settings:
     kafka_poll_interval_seconds: int = 30
     kafka_on_gap: str = "fail"
     kafka_consumer_group: str | None = None
+    kafka_max_attempts: int = 8
+    kafka_retry_first_delay_seconds: int = 60
+    kafka_retry_max_delay_seconds: int = 3600
     kafka_security_protocol: str | None = None
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
@@ -240,6 +252,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = _Env(os.environ if environ is None else environ)
     data_dir = env.text("SENSOR_DATA_DIR", "data")
     docs_port = env.integer("SENSOR_DOCS_PORT", 3030, minimum=1)
+    first_delay = env.integer("SENSOR_KAFKA_RETRY_FIRST_DELAY_SECONDS", 60, minimum=0)
+    max_delay = env.integer("SENSOR_KAFKA_RETRY_MAX_DELAY_SECONDS", 3600, minimum=0)
+    if max_delay < first_delay:
+        raise ValueError(
+            "SENSOR_KAFKA_RETRY_MAX_DELAY_SECONDS must be at least "
+            f"SENSOR_KAFKA_RETRY_FIRST_DELAY_SECONDS ({first_delay}), got {max_delay}"
+        )
     return Settings(
         data_dir=data_dir,
         lake_root=env.text("SENSOR_LAKE_ROOT", f"{data_dir}/lake"),
@@ -261,6 +280,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         kafka_poll_interval_seconds=env.positive_int("SENSOR_KAFKA_POLL_INTERVAL_SECONDS", 30),
         kafka_on_gap=env.choice("SENSOR_KAFKA_ON_GAP", ON_GAP_POLICIES, "fail"),
         kafka_consumer_group=env.optional("SENSOR_KAFKA_CONSUMER_GROUP"),
+        kafka_max_attempts=env.positive_int("SENSOR_KAFKA_MAX_ATTEMPTS", 8),
+        kafka_retry_first_delay_seconds=first_delay,
+        kafka_retry_max_delay_seconds=max_delay,
         kafka_security_protocol=env.optional("SENSOR_KAFKA_SECURITY_PROTOCOL"),
         kafka_sasl_mechanism=env.optional("SENSOR_KAFKA_SASL_MECHANISM"),
         kafka_sasl_username=env.optional("SENSOR_KAFKA_SASL_USERNAME"),

@@ -82,6 +82,10 @@ def running_daemon(
             }
         )
     )
+    # The instance's SQLite storages are created here, before the daemon starts: two processes
+    # creating them at once can both stamp alembic's version table ("more than one head"), and
+    # then the code location fails to load.
+    instance = dg.DagsterInstance.from_config(str(home))
     log = folder / "daemon.log"
     env = {**os.environ, **settings, "DAGSTER_HOME": str(home)}
     process = subprocess.Popen(
@@ -92,7 +96,6 @@ def running_daemon(
         stderr=log.open("wb"),
         start_new_session=True,  # its own process group: stopped with every child
     )
-    instance = dg.DagsterInstance.from_config(str(home))
     try:
         yield Daemon(process, home, log, instance)
     finally:

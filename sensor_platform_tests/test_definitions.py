@@ -58,11 +58,13 @@ CHECKS = {
     ("sensor_readings_daily", "completeness"),
     ("anomaly_alerts", "alerts_delivered"),
     ("data_catalog", "no_breaking_schema_changes"),
+    ("kafka_topics", "no_stuck_ranges"),
 }
 JOBS = {
     "simulated_feed_job",
     "kafka_ingest_job",
     "kafka_skip_range_job",
+    "platform_notice_job",
     "mqtt_ingest_job",
     "raw_job",
     "minute_job",

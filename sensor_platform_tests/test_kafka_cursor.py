@@ -252,3 +252,45 @@ def test_retry_policy_rejects_nonsense():
 def test_backoff_of_a_generous_policy_never_overflows():
     policy = RetryPolicy(max_attempts=10_000, max_delay=timedelta(days=1))
     assert policy.delay(9_999) == timedelta(days=1)
+
+
+def test_records_per_second_arrived_and_landed_per_partition_since_the_previous_tick():
+    first = tick(IngestCursor(), [PartitionState("t", 0, 0, 20), PartitionState("t", 1, 0, 5)])
+    assert (first.arrived, first.landed) == ({}, {})  # nothing to compare with yet
+    assert first.cursor.ends == {"t/0": 20, "t/1": 5}
+    assert first.cursor.checked_at == T0.isoformat()
+    landed = {a.identity for a in first.requests if a.range.partition == 0}  # t/0: 0-10, 10-20
+    second = tick(
+        first.cursor,
+        [PartitionState("t", 0, 0, 80), PartitionState("t", 1, 0, 5)],
+        T0 + timedelta(seconds=30),
+        landed=landed,
+    )
+    assert second.arrived == {"t/0": 2.0, "t/1": 0.0}  # 60 new offsets in 30 s; none
+    assert second.landed == {"t/0": 20 / 30, "t/1": 0.0}
+    # landed runs found again by a later tick count once; offsets that started over give no rate
+    third = tick(
+        second.cursor,
+        [PartitionState("t", 0, 0, 80), PartitionState("t", 1, 0, 2)],
+        T0 + timedelta(seconds=40),
+        landed=landed,
+        on_gap="earliest",
+    )
+    assert third.landed == {"t/0": 0.0, "t/1": 0.0}
+    assert third.arrived == {"t/0": 0.0}
+
+
+def test_a_stuck_range_knows_since_when():
+    cursor = IngestCursor()
+    first = cursor.request(OffsetRange("t", 0, 0, 10))
+    assert cursor.stuck_since(first) is None
+    cursor.mark_failed(first, T0, POLICY)
+    [retry] = cursor.due_retries(T0 + timedelta(minutes=1))
+    cursor.mark_requested(retry)
+    cursor.mark_failed(retry, T0 + timedelta(minutes=2), POLICY)
+    [third] = cursor.due_retries(T0 + timedelta(minutes=4))
+    cursor.mark_requested(third)
+    assert cursor.stuck_since(third) is None
+    cursor.mark_failed(third, T0 + timedelta(minutes=5), POLICY)
+    assert cursor.stuck() == [third]
+    assert cursor.stuck_since(third) == T0 + timedelta(minutes=5)

@@ -293,14 +293,19 @@ def test_sensor_chunks_every_partition_into_bounded_ranges(ingested):
     assert set(covered) == set(produced)
     cursor = json.loads(result.cursor)
     assert cursor["offsets"] == {f"{t}/{p}": n for (t, p), n in produced.items()}
-    [lag] = result.asset_events
+    [lag, check] = result.asset_events
     assert lag.asset_key == dg.AssetKey("kafka_topics")
     assert lag.metadata["total_lag"].value == sum(produced.values())  # nothing landed yet
+    assert "records/s in ingest.shapes.a/0" not in lag.metadata  # a first tick has no rate yet
+    assert (check.check_name, check.passed) == ("no_stuck_ranges", True)
     # once every run has landed, the next tick has nothing to do and reports no lag
     again = tick(ingested["instance"], ingested["resource"], result.cursor)
     assert not again.run_requests
     assert json.loads(again.cursor)["pending"] == {}
-    assert again.asset_events[0].metadata["total_lag"].value == 0
+    figures = again.asset_events[0].metadata
+    assert figures["total_lag"].value == 0
+    landed = sum(figures[f"records/s landed {t}/{p}"].value for t, p in produced)
+    assert landed > 0  # every range landed between the two ticks
 
 
 def test_reexecuting_a_finished_run_changes_nothing(ingested):

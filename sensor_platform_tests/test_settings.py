@@ -72,6 +72,9 @@ def test_the_docs_link_follows_the_docs_port_unless_a_base_url_is_set():
         ("SENSOR_KAFKA_MAX_RECORDS_PER_RUN", "0"),
         ("SENSOR_KAFKA_POLL_INTERVAL_SECONDS", "soon"),
         ("SENSOR_KAFKA_ON_GAP", "ignore"),
+        ("SENSOR_KAFKA_MAX_ATTEMPTS", "0"),
+        ("SENSOR_KAFKA_RETRY_FIRST_DELAY_SECONDS", "-5"),
+        ("SENSOR_KAFKA_RETRY_MAX_DELAY_SECONDS", "an hour"),
         ("SENSOR_SIMULATOR_LATE_RATE", "1.5"),
         ("SENSOR_ALERT_MAX_AGE_HOURS", "-1"),
         ("SENSOR_DUCKDB_THREADS", "two"),
@@ -83,6 +86,23 @@ def test_a_bad_value_fails_naming_the_variable(name, value):
     with pytest.raises(ValueError, match=name) as error:
         load_settings({name: value})
     assert value in str(error.value)
+
+
+def test_kafka_retries_are_read_and_a_max_delay_below_the_first_fails():
+    settings = load_settings(
+        {
+            "SENSOR_KAFKA_MAX_ATTEMPTS": "2",
+            "SENSOR_KAFKA_RETRY_FIRST_DELAY_SECONDS": "3",
+            "SENSOR_KAFKA_RETRY_MAX_DELAY_SECONDS": "5",
+        }
+    )
+    assert (
+        settings.kafka_max_attempts,
+        settings.kafka_retry_first_delay_seconds,
+        settings.kafka_retry_max_delay_seconds,
+    ) == (2, 3, 5)
+    with pytest.raises(ValueError, match="SENSOR_KAFKA_RETRY_MAX_DELAY_SECONDS must be at least"):
+        load_settings({"SENSOR_KAFKA_RETRY_MAX_DELAY_SECONDS": "30"})  # first delay: 60
 
 
 def test_secrets_are_never_read_as_values():

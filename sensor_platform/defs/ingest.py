@@ -3,7 +3,9 @@
 One factory for all of them: the sensor asks its source (an `ingest.Source`, built by the
 source's resource) for units of work, one run each, keyed by the unit's run key and tagged with
 its batch id; the landing job's one op reads its unit, lands it (and announces what the fast
-alarm rules find: defs/landing.py), and only then acknowledges it. Adding a source is one module
+alarm rules find: defs/landing.py), and only then acknowledges it. The sensor also reports the
+source's figures and check verdicts on its asset, and asks for one `platform_notice_job` run per
+platform notice the source raises. Adding a source is one module
 on the ground floor (a `Source`) and one `IngestSource` entry in SOURCES (plus its settings).
 """
 
@@ -15,7 +17,9 @@ import dagster as dg
 
 from sensor_platform.defs.landing import BATCH_ID_TAG, land_messages
 from sensor_platform.defs.metadata import OWNERS
+from sensor_platform.defs.notices import notice_request, platform_notice_job
 from sensor_platform.defs.run_resources import INGESTION_RUN_TAGS
+from sensor_platform.kafka.stuck import CHECK as NO_STUCK_RANGES
 from sensor_platform.settings import Settings
 
 FEED_TAG = "sensor_platform/feed"
@@ -40,10 +44,12 @@ class IngestSource:
     interval: str  # the Settings field with the sensor's minimum interval in seconds
     description: str
     asset: dg.AssetSpec | None = None  # what the sensor observes (lag, ...), if anything
+    checks: tuple[dg.AssetChecksDefinition, ...] = ()  # on `asset`, also evaluated every tick
     operator_job: dg.JobDefinition | None = None  # runs whose configs the source reads
 
     def run_request(self, unit) -> dg.RunRequest:
         return dg.RunRequest(
+            job_name=self.job,
             run_key=unit.run_key,
             run_config={"ops": {self.op: {"config": unit.config}}},
             tags={BATCH_ID_TAG: unit.batch_id, **unit.tags},
@@ -156,7 +162,7 @@ def landing_job(spec: IngestSource) -> dg.JobDefinition:
 def source_sensor(spec: IngestSource, job: dg.JobDefinition, settings: Settings):
     @dg.sensor(
         name=spec.sensor,
-        job=job,
+        jobs=[job, platform_notice_job],
         minimum_interval_seconds=getattr(settings, spec.interval),
         default_status=(
             dg.DefaultSensorStatus.RUNNING
@@ -175,8 +181,14 @@ def source_sensor(spec: IngestSource, job: dg.JobDefinition, settings: Settings)
         events = []
         if spec.asset is not None and plan.observation is not None:
             events.append(dg.AssetObservation(spec.asset.key, metadata=_figures(plan.observation)))
+        if spec.asset is not None:
+            events += [
+                dg.AssetCheckEvaluation(spec.asset.key, v.check, **_verdict(v))
+                for v in plan.verdicts
+            ]
         return dg.SensorResult(
-            run_requests=[spec.run_request(u) for u in plan.units],
+            run_requests=[spec.run_request(u) for u in plan.units]
+            + [notice_request(n) for n in plan.notices],
             cursor=plan.state,
             skip_reason=plan.skip_reason if not plan.units else None,
             asset_events=events,
@@ -195,15 +207,43 @@ def _figures(observation: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _verdict(verdict) -> dict[str, Any]:
+    """An ingest.Verdict as the keyword arguments of a check's result (failing: ERROR)."""
+    return {
+        "passed": verdict.passed,
+        "severity": dg.AssetCheckSeverity.ERROR,
+        "description": verdict.description,
+        "metadata": {
+            key: dg.MetadataValue.json(value) if isinstance(value, list | dict) else value
+            for key, value in verdict.metadata.items()
+        },
+    }
+
+
+def sensor_cursor(instance: dg.DagsterInstance, sensor_name: str) -> str | None:
+    """The cursor `sensor_name` last stored (None: it never ticked)."""
+    for state in instance.all_instigator_state():
+        if state.name == sensor_name and state.instigator_type.value == "SENSOR":
+            data = state.instigator_data
+            return getattr(data, "cursor", None)
+    return None
+
+
 def ingest_definitions(settings: Settings, sources: list[IngestSource]) -> dg.Definitions:
-    jobs, sensors, assets, operator_jobs = [], [], [], []
+    jobs, sensors, assets, operator_jobs, checks = [], [], [], [], []
     for spec in sources:
         job = landing_job(spec)
         jobs.append(job)
         sensors.append(source_sensor(spec, job, settings))
         assets += [spec.asset] if spec.asset is not None else []
         operator_jobs += [spec.operator_job] if spec.operator_job is not None else []
-    return dg.Definitions(assets=assets, jobs=[*jobs, *operator_jobs], sensors=sensors)
+        checks += spec.checks
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        jobs=[*jobs, *operator_jobs, platform_notice_job],
+        sensors=sensors,
+    )
 
 
 # -- the sources -------------------------------------------------------------------------------
@@ -233,13 +273,30 @@ def kafka_skip_range_job():
 KAFKA_TOPICS = dg.AssetSpec(
     "kafka_topics",
     description="The Kafka topics readings arrive on; observed by the ingestion sensor every "
-    "tick: consumer lag (offsets not yet landed in the lake) per topic-partition, ranges "
-    "pending and stuck.",
+    "tick, per topic-partition: consumer lag (offsets not yet landed in the lake), records/s "
+    "arriving at the broker and landed, stuck ranges; ranges pending. Its check no_stuck_ranges "
+    "fails while a range failed every attempt.",
     group_name="raw",
     kinds={"kafka"},
     owners=OWNERS,
     tags={"domain": "iot", "tier": "source", "pii": "none"},
 )
+
+
+@dg.asset_check(
+    asset=KAFKA_TOPICS.key,
+    name=NO_STUCK_RANGES,
+    description="Fails (ERROR) while a Kafka range failed every attempt and waits for a person, "
+    "naming each with its attempts and since when; kafka_ingest_sensor evaluates it every tick. "
+    "Run here, it judges the sensor's last stored state.",
+)
+def no_stuck_ranges(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    from sensor_platform.kafka.cursor import IngestCursor
+    from sensor_platform.kafka.stuck import stuck_ranges, stuck_verdict
+
+    cursor = IngestCursor.parse(sensor_cursor(context.instance, "kafka_ingest_sensor"))
+    return dg.AssetCheckResult(**_verdict(stuck_verdict(stuck_ranges(cursor))))
+
 
 SOURCES = [
     IngestSource(
@@ -263,6 +320,7 @@ SOURCES = [
         "each), re-requests failed ranges with backoff until stuck, reports lag and stuck "
         "ranges on kafka_topics, commits landed offsets to the consumer group if one is set.",
         asset=KAFKA_TOPICS,
+        checks=(no_stuck_ranges,),
         operator_job=kafka_skip_range_job,
     ),
     IngestSource(

@@ -129,7 +129,8 @@ class PipelineResource(dg.ConfigurableResource):
 
 class KafkaResource(dg.ConfigurableResource):
     """Where readings come from: bootstrap servers, topics (a list or a regex), security settings
-    passed through to kafka-python, chunk size, consumer group and the policy for lost data."""
+    passed through to kafka-python, chunk size, consumer group, the policy for lost data, and how
+    often and how far apart a failed range is asked for again before it is stuck."""
 
     bootstrap_servers: str = "127.0.0.1:9092"
     topics: list[str] = []
@@ -142,6 +143,9 @@ class KafkaResource(dg.ConfigurableResource):
     max_records_per_run: int = 50_000
     consumer_group: str | None = None
     on_gap: str = "fail"  # fail | earliest | latest
+    max_attempts: int = 8
+    retry_first_delay_seconds: int = 60
+    retry_max_delay_seconds: int = 3600
 
     def settings(self) -> "KafkaSettings":
         from sensor_platform.kafka.settings import KafkaSettings
@@ -168,9 +172,15 @@ class KafkaResource(dg.ConfigurableResource):
         )
 
     def source(self) -> "KafkaSource":
+        from sensor_platform.kafka.attempts import RetryPolicy
         from sensor_platform.kafka.source import KafkaSource
 
-        return KafkaSource(self.settings(), on_gap=self.on_gap)
+        retry = RetryPolicy(
+            max_attempts=self.max_attempts,
+            first_delay=timedelta(seconds=self.retry_first_delay_seconds),
+            max_delay=timedelta(seconds=self.retry_max_delay_seconds),
+        )
+        return KafkaSource(self.settings(), on_gap=self.on_gap, retry=retry)
 
 
 class MqttResource(dg.ConfigurableResource):
@@ -402,6 +412,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             max_records_per_run=settings.kafka_max_records_per_run,
             consumer_group=settings.kafka_consumer_group,
             on_gap=settings.kafka_on_gap,
+            max_attempts=settings.kafka_max_attempts,
+            retry_first_delay_seconds=settings.kafka_retry_first_delay_seconds,
+            retry_max_delay_seconds=settings.kafka_retry_max_delay_seconds,
         ),
         "mqtt": MqttResource(
             host=settings.mqtt_host,

@@ -48,7 +48,8 @@ class IngestCursor:
     pending: dict[str, list[list[int]]] = field(default_factory=dict)  # [start, end], in order
     epochs: dict[str, int] = field(default_factory=dict)
     committed: dict[str, int] = field(default_factory=dict)  # last commit to the consumer group
-    checked_at: str | None = None  # when landed runs were last looked up
+    checked_at: str | None = None  # when the last tick looked up landed runs and the ends
+    ends: dict[str, int] = field(default_factory=dict)  # each partition's end at that tick
     gaps: list[dict] = field(default_factory=list)
     # Per key and span `start-end`, for pending ranges past their first attempt or that failed:
     # {"attempt": n launched, "failures": f, "due": iso | None, "stuck_since": iso | None}.
@@ -142,6 +143,13 @@ class IngestCursor:
         """Ranges that failed every attempt: only a run that lands them or a skip moves on."""
         return [a for a in self.pending_attempts() if self._current(a)["stuck_since"]]
 
+    def stuck_since(self, attempt: Attempt) -> datetime | None:
+        """When `attempt`'s range was declared stuck (None: it is not)."""
+        entry = self._current(attempt)
+        return (
+            datetime.fromisoformat(entry["stuck_since"]) if entry and entry["stuck_since"] else None
+        )
+
     def skip(self, rng: OffsetRange, at: datetime, reason: str) -> str:
         """An operator gives up on a stuck range: it is recorded like a gap and the partition's
         durable offset moves past it. Only stuck ranges can be skipped."""
@@ -227,6 +235,10 @@ class Tick:
     events: list[str]  # failures counted, retries scheduled, ranges stuck or skipped
     gaps: list[str]  # data the broker lost, as recorded
     stuck: list[Attempt]
+    # records per second since the previous tick, per partition: arrived at the broker (its end
+    # moved) and landed (ranges whose runs succeeded); empty on a first tick
+    arrived: dict[str, float] = field(default_factory=dict)
+    landed: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -257,7 +269,8 @@ def advance(
     through a look-back window): each is applied once. Raises OffsetGapError when on_gap='fail'
     and the broker lost data."""
     cursor = IngestCursor.parse(cursor.dumps())
-    cursor.mark_landed(landed)
+    previous = datetime.fromisoformat(cursor.checked_at) if cursor.checked_at else None
+    done = cursor.mark_landed(landed)
     events = [m for m in (cursor.mark_failed(a, now, policy) for a in failed) if m]
     events += [m for m in (_apply_skip(cursor, request, now) for request in skips) if m]
     plan = plan_ranges(
@@ -271,6 +284,8 @@ def advance(
         requests.append(retry)
     ends = {cursor_key(s.topic, s.partition): s.end for s in states}
     lag = {key: end - cursor.durable(key) for key, end in ends.items()}
+    arrived, landed_rates = _rates(cursor.ends, ends, done, previous, now)
+    cursor.ends, cursor.checked_at = ends, now.isoformat()
     return Tick(
         cursor=cursor,
         requests=requests,
@@ -279,7 +294,33 @@ def advance(
         events=events,
         gaps=gaps,
         stuck=cursor.stuck(),
+        arrived=arrived,
+        landed=landed_rates,
     )
+
+
+def _rates(
+    before: dict[str, int],
+    ends: dict[str, int],
+    done: list[Attempt],
+    previous: datetime | None,
+    now: datetime,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Records/s per partition between the previous tick and `now`: arrived (the end moved; not
+    given where the offsets started over) and landed (the ranges `done` since then)."""
+    seconds = (now - previous).total_seconds() if previous else 0.0
+    if seconds <= 0:
+        return {}, {}
+    arrived = {
+        key: (end - before[key]) / seconds
+        for key, end in ends.items()
+        if key in before and end >= before[key]
+    }
+    landed = dict.fromkeys(ends, 0.0)
+    for attempt in done:
+        if attempt.key in landed:
+            landed[attempt.key] += len(attempt.range) / seconds
+    return arrived, landed
 
 
 def _apply_skip(cursor: IngestCursor, request: SkipRequest, now: datetime) -> str | None:

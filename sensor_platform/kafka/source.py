@@ -5,8 +5,9 @@ new range becomes one unit whose run key names exactly that range; a run reads e
 and lands it under a batch id named by the range, so a retry or re-execution rewrites the same
 files. Runs finish in any order, so the tick tracks the ranges it asked for until a run has landed
 each; a range whose run failed is asked for again with backoff (a new run key per attempt, the
-same batch id) until it is stuck; and offsets are committed to the consumer group (when one is
-set) only up to the first range still pending: never an offset no run has made durable.
+same batch id) until it is stuck, then reported (kafka/stuck.py: a failing check on the source's
+asset and one platform notice per range); and offsets are committed to the consumer group (when
+one is set) only up to the first range still pending: never an offset no run has made durable.
 """
 
 from contextlib import contextmanager
@@ -62,6 +63,7 @@ class KafkaSource:
         from sensor_platform.kafka.client import list_partitions, partition_states
         from sensor_platform.kafka.cursor import advance
         from sensor_platform.kafka.offsets import OffsetGapError
+        from sensor_platform.kafka.stuck import stuck_notice, stuck_ranges, stuck_verdict
 
         cursor = IngestCursor.parse(state)
         try:
@@ -99,12 +101,12 @@ class KafkaSource:
                 "SENSOR_KAFKA_ON_GAP to 'earliest' or 'latest' (the gap is then recorded)."
             ) from exc
         cursor = tick.cursor
-        cursor.checked_at = now.isoformat()
+        stuck = stuck_ranges(cursor)
         notes = [("warning", m) for m in tick.gaps + tick.events]
         notes += [
-            ("error", f"Kafka range stuck after {a.number} attempts: {a.run_key}; launch "
-                      "kafka_skip_range_job to give it up")
-            for a in tick.stuck
+            ("error", f"Kafka range stuck after {s.last.number} attempts: {s.last.run_key}; "
+                      "re-execute its run once fixed, or launch kafka_skip_range_job to give it up")
+            for s in stuck
         ]  # fmt: skip
         if self.settings.consumer_group and tick.commit:
             notes += self._commit(cursor, tick.commit)
@@ -113,16 +115,28 @@ class KafkaSource:
             ("info", f"{len(tick.requests)} runs requested, {pending} ranges not yet landed, lag "
                      f"{sum(tick.lag.values())} offsets over {len(tick.lag)} partitions")
         )  # fmt: skip
+        stuck_per = {key: sum(s.last.key == key for s in stuck) for key in tick.lag}
         observation = {
             "total_lag": sum(tick.lag.values()),
             "pending_runs": pending,
-            "stuck_ranges": len(tick.stuck),
+            "stuck_ranges": len(stuck),
+            **({"records/s in": _rate(sum(tick.arrived.values()))} if tick.arrived else {}),
+            **({"records/s landed": _rate(sum(tick.landed.values()))} if tick.landed else {}),
             **{f"lag {key}": value for key, value in sorted(tick.lag.items())},
-            "stuck": [a.run_key for a in tick.stuck],
+            **{f"records/s in {key}": _rate(v) for key, v in sorted(tick.arrived.items())},
+            **{f"records/s landed {key}": _rate(v) for key, v in sorted(tick.landed.items())},
+            **{f"stuck {key}": count for key, count in sorted(stuck_per.items())},
+            "stuck": [s.last.run_key for s in stuck],
             "data_lost": tick.gaps,
         }
-        return Plan([range_unit(a) for a in tick.requests], cursor.dumps(), notes=notes,
-                    observation=observation)  # fmt: skip
+        return Plan(
+            [range_unit(a) for a in tick.requests],
+            cursor.dumps(),
+            notes=notes,
+            observation=observation,
+            verdicts=[stuck_verdict(stuck)],
+            notices=[stuck_notice(s) for s in stuck],
+        )
 
     @contextmanager
     def read(self, config: dict[str, Any]):
@@ -177,6 +191,10 @@ class KafkaSource:
             ]
         cursor.committed.update(changed)
         return []
+
+
+def _rate(per_second: float) -> float:
+    return round(per_second, 2)
 
 
 def _since(cursor: IngestCursor, now: datetime) -> datetime:

@@ -11,7 +11,12 @@ LEDGER_COLUMNS: dict[str, tuple[pa.DataType, bool, str]] = {
     # name: (type, nullable, description)
     "recorded_at": (UTC_MICROS, False, "When the row was written (UTC)."),
     "notification_id": (pa.string(), False, "Id of the notification: episode and event."),
-    "episode_id": (pa.string(), False, "The episode notified about (sensor_anomalies)."),
+    "episode_id": (
+        pa.string(),
+        False,
+        "The episode notified about (sensor_anomalies), or a platform notice's key "
+        "(platform/<kind>/<subject>, e.g. platform/kafka-stuck/<range>).",
+    ),
     "event": (pa.string(), False, "opened, escalated or closed."),
     "channel": (pa.string(), False, "Channel name: discord, slack or webhook."),
     "outcome": (
@@ -21,12 +26,20 @@ LEDGER_COLUMNS: dict[str, tuple[pa.DataType, bool, str]] = {
         "(timed out or cut off after sending: sent again under the same key) or expired "
         "(too old to announce: not sent).",
     ),
-    "severity": (pa.string(), False, "Severity of the episode when notified."),
-    "device_id": (pa.string(), False, "Device of the episode."),
+    "severity": (
+        pa.string(),
+        False,
+        "Severity of the episode when notified; platform for a platform notice.",
+    ),
+    "device_id": (pa.string(), False, "Device of the episode; what a platform notice is about."),
     "site_id": (pa.string(), True, "Site of the episode."),
     "metric": (pa.string(), True, "Metric of the episode (NULL for device-wide rules)."),
-    "rule": (pa.string(), False, "Rule that fired."),
-    "episode_start": (UTC_MICROS, False, "start_time of the episode."),
+    "rule": (pa.string(), False, "Rule that fired; a platform notice's kind (kafka-stuck)."),
+    "episode_start": (
+        UTC_MICROS,
+        False,
+        "start_time of the episode; since when a platform notice's trouble lasts.",
+    ),
     "attempts": (pa.int32(), False, "HTTP requests made for the message in that run so far."),
     "http_status": (pa.int32(), True, "Last HTTP status, NULL on timeout or connection error."),
     "detail": (pa.string(), True, "What happened, without the webhook URL."),

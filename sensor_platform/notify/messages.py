@@ -1,4 +1,5 @@
-"""Alert notices and the messages that carry them, within each service's limits.
+"""Alert notices and the messages that carry them, within each service's limits; and platform
+notices (the platform's own trouble, e.g. a stuck Kafka range), one per message.
 
 Several notices share one message where the service allows it, so a storm of anomalies is a few
 requests, not hundreds: Discord takes up to 10 embeds and 6,000 characters per message (content at
@@ -23,8 +24,12 @@ DISCORD_MAX_CONTENT = 2000
 SLACK_MAX_NOTICES = 20  # two blocks each stay far below Slack's 50 blocks
 WEBHOOK_MAX_NOTICES = 50
 
-_COLORS = {"critical": 0xE74C3C, "warning": 0xF39C12, "closed": 0x2ECC71}
-_ICONS = {"critical": "🔴", "warning": "🟠", "closed": "✅"}
+_COLORS = {"critical": 0xE74C3C, "warning": 0xF39C12, "closed": 0x2ECC71, "platform": 0x3498DB}
+_ICONS = {"critical": "🔴", "warning": "🟠", "closed": "✅", "platform": "🛠"}
+PLATFORM = (
+    "platform"  # a platform notice's severity: it goes to every channel, whatever its routing
+)
+PLATFORM_KEY_PREFIX = "platform/"  # its ledger key: platform/<kind>/<subject>
 
 
 def notification_id(episode_id: str, event: str) -> str:
@@ -268,6 +273,74 @@ def webhook_messages(notices: list[Notice]) -> list[Outgoing]:
         payload = {"source": "sensor-platform", "summary": summary(batch), "notices": items}
         messages.append(Outgoing(payload, batch))
     return messages
+
+
+# -- platform notices ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlatformNotice:
+    """News about the platform itself, not about a device: sent once to every channel, recorded
+    in the alert ledger under `key` (its episode id there), with severity `platform`."""
+
+    kind: str  # what kind of trouble: kafka-stuck
+    subject: str  # what it is about, e.g. the stuck range `topic/partition/start-end`
+    title: str
+    text: str
+    since: datetime
+    facts: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{PLATFORM_KEY_PREFIX}{self.kind}/{self.subject}"
+
+    @property
+    def notice(self) -> Notice:
+        """The notice as the ledger records it: one `opened` notification under `key`."""
+        episode = {"episode_id": self.key, "severity": PLATFORM, "device_id": self.subject,
+                   "site_id": None, "metric": None, "rule": self.kind, "start_time": self.since}  # fmt: skip
+        return Notice(episode, ("opened",))
+
+    def config(self) -> dict[str, Any]:
+        """As JSON values (run config)."""
+        return {"kind": self.kind, "subject": self.subject, "title": self.title,
+                "text": self.text, "since": _iso(self.since), "facts": dict(self.facts)}  # fmt: skip
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "PlatformNotice":
+        since = datetime.fromisoformat(config["since"].replace("Z", "+00:00"))
+        facts = tuple((str(k), str(v)) for k, v in config.get("facts", {}).items())
+        return cls(config["kind"], config["subject"], config["title"], config["text"], since, facts)
+
+
+def platform_message(kind: str, notice: PlatformNotice) -> Outgoing:
+    """The one message that carries a platform notice to a channel of `kind`."""
+    headline = f"Sensor Platform: {notice.title}"
+    if kind == "discord":
+        embed = {
+            "title": _cut(f"{_ICONS[PLATFORM]} PLATFORM · {notice.title}", 256),
+            "description": _cut(notice.text, 4000),
+            "color": _COLORS[PLATFORM],
+            "fields": [
+                {"name": _cut(k, 256), "value": _cut(v, 1024), "inline": True}
+                for k, v in notice.facts[:25]
+            ],  # fmt: skip
+            "footer": {"text": _cut(notice.key, 2048)},
+            "timestamp": _iso(notice.since),
+        }
+        payload = {"content": _cut(headline, 180), "embeds": [embed],
+                   "allowed_mentions": {"parse": []}}  # fmt: skip
+    elif kind == "slack":
+        facts = "\n".join(f"*{_slack(k)}*: {_slack(v)}" for k, v in notice.facts)
+        head = f"{_ICONS[PLATFORM]} *PLATFORM* · *{_slack(notice.title)}*\n{_slack(notice.text)}"
+        blocks = [_slack_section(head)] + ([_slack_section(facts)] if facts else [])
+        blocks.append(_slack_section(f"`{_slack(notice.key)}`"))
+        payload = {"text": headline, "blocks": blocks}
+    elif kind == "webhook":
+        payload = {"source": "sensor-platform", "severity": PLATFORM, "summary": headline,
+                   "platform_notice": {"key": notice.key, **notice.config(),
+                                       "notification_ids": list(notice.notice.notification_ids)}}  # fmt: skip
+    else:
+        raise ValueError(f"unknown channel kind {kind!r}")
+    return Outgoing(payload, (notice.notice,))
 
 
 # -- small formatting ---------------------------------------------------------------------------

@@ -28,7 +28,12 @@ from sensor_platform.notify.delivery import RetryPolicy, dispatch
 from sensor_platform.notify.ledger import AlertLedger
 from sensor_platform.notify.messages import EVENTS, Notice, Outgoing, build_messages
 from sensor_platform.notify.report import AlertReport, build_report
-from sensor_platform.notify.states import NoticeState, duplicate_counts, notice_states
+from sensor_platform.notify.states import (
+    NoticeState,
+    anomaly_rows,
+    duplicate_counts,
+    notice_states,
+)
 
 _LATEST_SQL = """
 SELECT * FROM episodes
@@ -104,7 +109,7 @@ def plan_deliveries(
     states = latest_states(episodes)
     by_id = {episode["episode_id"]: episode for episode in states}
     order = {episode_id: i for i, episode_id in enumerate(by_id)}
-    ledger = notice_states(history)
+    ledger = notice_states(anomaly_rows(history))  # platform notices are not theirs to plan
     plans = []
     for channel in channels:
         mine = [s for s in ledger.values() if s.channel == channel.name]
@@ -216,7 +221,7 @@ def send_alerts(
         deliveries,
         episodes=distinct,
         config_errors=dict(config_errors or {}),
-        duplicates_total=duplicate_counts(ledger.history()),
+        duplicates_total=duplicate_counts(anomaly_rows(ledger.history())),
     )
 
 

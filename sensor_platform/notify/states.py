@@ -13,6 +13,9 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from sensor_platform.notify.messages import PLATFORM_KEY_PREFIX
 
 SETTLED = ("sent", "expired")
 PENDING = ("failed", "unknown", "attempting")
@@ -72,6 +75,16 @@ _COLUMNS = [
     "message_key",
     "replayed",
 ]
+
+
+def platform_rows(history: pa.Table) -> pa.Table:
+    """The ledger rows of platform notices (messages.PlatformNotice)."""
+    return history.filter(pc.starts_with(history["episode_id"], PLATFORM_KEY_PREFIX))
+
+
+def anomaly_rows(history: pa.Table) -> pa.Table:
+    """The ledger rows of anomaly episodes' notices: what the alert runs plan from."""
+    return history.filter(pc.invert(pc.starts_with(history["episode_id"], PLATFORM_KEY_PREFIX)))
 
 
 def notice_states(history: pa.Table) -> dict[tuple[str, str], NoticeState]:
