@@ -4,13 +4,16 @@ a meaning for every column, of every model and every source table."""
 import json
 
 import dagster as dg
+import pytest
 
 from sensor_platform.analytics.dbt_project import manifest_path, project_dir
-from sensor_platform.defs.dbt import dbt_definitions
 from sensor_platform.settings import load_settings
 
 
+@pytest.mark.integration  # loads dbt (seconds)
 def test_model_descriptions_carry_no_raw_sql_and_every_column_is_described():
+    from sensor_platform.defs.dbt import dbt_definitions
+
     specs = list(dbt_definitions(load_settings({})).resolve_all_asset_specs())
     models = [s for s in specs if s.group_name == "analytics"]
     assert len(models) == 5

@@ -15,17 +15,12 @@ import importlib
 import re
 from pathlib import Path
 
-import kubernetes
 import pytest
 import yaml
 from dagster._config import process_config, resolve_to_config_type
 from dagster._core.instance.config import dagster_instance_config
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes.config_class import ConfigurableClassData
-from dagster_aws.ecs.container_context import EcsContainerContext
-from dagster_k8s.container_context import K8sContainerContext
-from dagster_k8s.job import UserDefinedDagsterK8sConfig, get_user_defined_k8s_config
-from dagster_k8s.models import k8s_model_from_dict
 
 from sensor_platform.defs.ingest import SOURCES
 from sensor_platform.defs.run_resources import INGESTION_RUN_TAGS
@@ -245,23 +240,33 @@ def test_helm_user_deployments_are_the_workspace_code_locations():
         served.append(args[args.index("--module-name") + 1])
         assert deployment["image"] == deployments[0]["image"]  # one image: the Dockerfile's
         assert deployment["includeConfigInLaunchedRuns"]["enabled"]
-        k8s_model_from_dict(kubernetes.client.V1ResourceRequirements, deployment["resources"])
+        _k8s_model("V1ResourceRequirements", deployment["resources"])
     assert served == modules
 
 
 # -- what each kind of run gets ---------------------------------------------------------------------
-def _k8s_container(launcher_config: dict, tags: dict) -> kubernetes.client.V1Container:
+def _k8s_model(name: str, values: dict):
+    import kubernetes  # with dagster-k8s: seconds to import, so only where a test needs them
+    from dagster_k8s.models import k8s_model_from_dict
+
+    return k8s_model_from_dict(getattr(kubernetes.client, name), values)
+
+
+def _k8s_container(launcher_config: dict, tags: dict):
     """The container a run gets from K8sRunLauncher's run_k8s_config merged with the run's tags,
     by dagster-k8s (tag config validated by its schema, merged deep, then a Kubernetes model)."""
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import UserDefinedDagsterK8sConfig, get_user_defined_k8s_config
+
     context = K8sContainerContext(
         run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(launcher_config["run_k8s_config"])
     ).merge(K8sContainerContext(run_k8s_config=get_user_defined_k8s_config(tags)))
-    return k8s_model_from_dict(
-        kubernetes.client.V1Container, {"name": "run", **context.run_k8s_config.container_config}
-    )
+    return _k8s_model("V1Container", {"name": "run", **context.run_k8s_config.container_config})
 
 
 def _ecs_resources(tags: dict) -> dict:
+    from dagster_aws.ecs.container_context import EcsContainerContext
+
     block = _yaml(ECS_INSTANCE)["run_launcher"]
     klass = getattr(importlib.import_module(block["module"]), block["class"])
     launcher = klass.from_config_value(None, _class_config(block))
