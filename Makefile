@@ -9,7 +9,8 @@ DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f -print 2>/dev/null)
 
 .PHONY: install demo ui dashboard sql docs test test-fast lint format broker benchmark \
-	benchmark-kafka benchmark-mqtt benchmark-load benchmark-alerts benchmark-dashboard clean
+	benchmark-kafka benchmark-mqtt benchmark-load benchmark-alerts benchmark-live-feed \
+	benchmark-dashboard clean
 
 install: $(VENV)/.installed $(DBT_MANIFEST)
 
@@ -75,6 +76,9 @@ benchmark-load: install
 
 benchmark-alerts: install
 	$(BIN)/python benchmarks/alert_latency.py
+
+benchmark-live-feed: install
+	$(BIN)/python benchmarks/live_feed.py
 
 benchmark-dashboard: install
 	$(BIN)/python benchmarks/dashboard.py

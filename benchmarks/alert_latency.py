@@ -23,9 +23,7 @@ The broker, the receiver and the producer (this process) are not counted.
 """
 
 import argparse
-import os
 import tempfile
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -39,7 +37,7 @@ from sensor_platform.kafka.broker import start_local_broker
 from sensor_platform.kafka.client import ensure_topic, produce
 from sensor_platform.kafka.settings import KafkaSettings
 from sensor_platform.notify.receiver import WebhookReceiver
-from sensor_platform_tests.daemon import running_daemon
+from sensor_platform_tests.daemon import GroupCpu, running_daemon
 
 PATH = "hooks/latency"
 SETTINGS = {
@@ -50,7 +48,6 @@ SETTINGS = {
 }
 AIMS_P95_S = {"default": 45.0, "low-latency": 15.0}
 FIRE_C = 75.0  # above temperature_high's critical threshold
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def reading(device: str, at: datetime, temperature: float) -> bytes:
@@ -58,40 +55,6 @@ def reading(device: str, at: datetime, temperature: float) -> bytes:
         {"equipment_id": device, "facility_id": "FAC-BENCH", "measured_at": at.isoformat(),
          "temperature": temperature, "humidity": 40.0}
     )  # fmt: skip
-
-
-class GroupCpu:
-    """CPU seconds of every process of one process group, sampled from /proc."""
-
-    def __init__(self, pgid: int):
-        self.pgid, self.seen = pgid, {}  # (pid, start time) -> utime + stime, in ticks
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> "GroupCpu":
-        self._thread.start()
-        return self
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
-        return sum(self.seen.values()) / CLOCK_TICKS
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            self.sample()
-
-    def sample(self) -> None:
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # ended meanwhile
-            # fields[0] is the state (stat field 3): pgrp is field 5, utime 14, stime 15, start 22
-            if int(fields[2]) == self.pgid:
-                self.seen[pid, fields[19]] = int(fields[11]) + int(fields[12])
 
 
 def measure(name: str, minutes: float, every_s: float, devices: int, broker) -> dict:

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 T = TypeVar("T")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PID = re.compile(r"\(pid: (\d+)\)")
 
 
@@ -107,3 +109,37 @@ def running_daemon(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+class GroupCpu:
+    """CPU seconds of every process of one process group, sampled from /proc."""
+
+    def __init__(self, pgid: int):
+        self.pgid, self.seen = pgid, {}  # (pid, start time) -> utime + stime, in ticks
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "GroupCpu":
+        self._thread.start()
+        return self
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        return sum(self.seen.values()) / CLOCK_TICKS
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.sample()
+
+    def sample(self) -> None:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            # fields[0] is the state (stat field 3): pgrp is field 5, utime 14, stime 15, start 22
+            if int(fields[2]) == self.pgid:
+                self.seen[pid, fields[19]] = int(fields[11]) + int(fields[12])
