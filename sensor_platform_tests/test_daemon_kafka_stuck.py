@@ -192,8 +192,16 @@ def test_a_range_that_never_lands_is_retried_reported_announced_once_then_skippe
                 lambda: committed(kafka_broker.bootstrap, group, topic, 3) == [PER_PARTITION] * 3,
                 timeout_s=30,
             )
-            cursor = IngestCursor.parse(sensor_cursor(daemon.instance, SENSOR))
-            assert cursor.pending == {} and cursor.retries == {}
+            # the tick commits to the group before the daemon stores its cursor: wait for both
+            cursor = daemon.wait_for(
+                "the cursor with nothing pending",
+                lambda: (
+                    (c := IngestCursor.parse(sensor_cursor(daemon.instance, SENSOR))).pending == {}
+                    and c
+                ),
+                timeout_s=30,
+            )
+            assert cursor.retries == {}
             [gap] = [g for g in cursor.gaps if g.get("skipped")]
             assert gap["skipped"] == stuck_key and "OPS-42" in gap["message"]
             assert len(receiver.received(PATH)) == 1
