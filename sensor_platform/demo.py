@@ -27,7 +27,7 @@ run_coordinator:
 concurrency:
   pools:
     # raw_sensor_readings and warehouse are created with their limits by dev_instance()
-    # (defs/pools.py); this default only covers a pool added since.
+    # (defs/pools.py); this default applies only to a pool it has not created yet.
     default_limit: 1
 # A run whose process died (killed, out of memory) is failed by its code server at once and run
 # again; a failing step is not (its failure would repeat).
