@@ -27,6 +27,8 @@ COPY dagster.yaml ${DAGSTER_HOME}/dagster.yaml
 # The same on AWS ECS, every run its own ECS task: tasks there set DAGSTER_HOME=/opt/dagster/ecs.
 # (On Kubernetes the Helm chart mounts its own instance file over ${DAGSTER_HOME}/dagster.yaml.)
 COPY deploy/ecs/dagster.yaml /opt/dagster/ecs/dagster.yaml
+# Creates the instance's pools (`sensor-platform init-instance`) before the daemon starts.
+COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 
 RUN useradd --create-home --uid 10001 sensor \
     && mkdir -p ${DAGSTER_HOME}/storage ${SENSOR_DATA_DIR} \
@@ -34,5 +36,6 @@ RUN useradd --create-home --uid 10001 sensor \
 USER sensor
 
 EXPOSE 4000
+ENTRYPOINT ["docker-entrypoint.sh"]
 CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", \
      "-m", "sensor_platform.definitions", "--location-name", "sensor_platform"]

@@ -29,7 +29,8 @@ $(DBT_MANIFEST): $(VENV)/.installed $(DBT_SOURCES)
 demo: install
 	$(BIN)/sensor-platform demo
 
-# The UI, and beside it the Data Docs server that the checks' links open (see `make docs`).
+# The UI, and beside it the Data Docs server that the checks' links open (see `make docs`);
+# dev_instance() writes the local instance's dagster.yaml and creates its pools first.
 ui: install
 	$(BIN)/python -c 'from sensor_platform.demo import dev_instance; dev_instance()'
 	$(BIN)/sensor-platform docs & docs=$$!; trap 'kill $$docs 2>/dev/null' EXIT INT TERM; \

@@ -1,5 +1,5 @@
 """`sensor-platform ...`: the commands a user types (simulate, demo, sql, docs, broker, dbt-parse,
-dashboard)."""
+dashboard, init-instance)."""
 
 import argparse
 import os
@@ -178,6 +178,22 @@ def _cmd_dbt_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init_instance(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from sensor_platform.defs.pools import create_pools
+
+    try:
+        instance = dg.DagsterInstance.get()  # $DAGSTER_HOME/dagster.yaml
+    except dg.DagsterError as exc:  # DAGSTER_HOME unset or not a folder: Dagster says which
+        raise RuntimeError(str(exc).splitlines()[0]) from exc
+    with instance:
+        limits = create_pools(instance)
+    shown = ", ".join(f"{pool}={limit}" for pool, limit in limits.items())
+    print(f"Dagster instance ready: pools {shown}")
+    return 0
+
+
 def dashboard_command(host: str, port: int) -> list[str]:
     """The `streamlit run` command line of the dashboard on host:port: headless, no usage
     statistics, no file watcher, and only the error's type on the page (details go to the log)."""
@@ -284,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dbt_parse.add_argument("--project-dir", help="default: SENSOR_DBT_PROJECT_DIR or dbt_project/")
     dbt_parse.set_defaults(func=_cmd_dbt_parse)
+
+    init = sub.add_parser(
+        "init-instance",
+        help="create the pools the platform's steps use, with their limits, on the Dagster "
+        "instance of DAGSTER_HOME (idempotent; run at every deploy, before the daemon)",
+    )
+    init.set_defaults(func=_cmd_init_instance)
 
     dashboard = sub.add_parser("dashboard", help="run the operations dashboard (Streamlit)")
     dashboard.add_argument("--host", help="default: SENSOR_DASHBOARD_HOST (127.0.0.1)")

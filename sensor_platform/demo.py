@@ -26,6 +26,8 @@ run_coordinator:
     dequeue_interval_seconds: 1
 concurrency:
   pools:
+    # raw_sensor_readings and warehouse are created with their limits by dev_instance()
+    # (defs/pools.py); this default applies only to a pool it has not created yet.
     default_limit: 1
 # A run whose process died (killed, out of memory) is failed by its code server at once and run
 # again; a failing step is not (its failure would repeat).
@@ -33,23 +35,31 @@ run_retries:
   enabled: true
   max_retries: 2
   retry_on_asset_or_op_failure: false
-# Slots of pools held by a run that died are freed 10 s after it ended.
+# Slots of pools held by a run that died are freed 10 s after it ended. A run still going after
+# its dagster/max_runtime tag (landing runs: SENSOR_LANDING_MAX_RUNTIME_SECONDS), or any other
+# after 12 hours, is failed.
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180
   max_resume_run_attempts: 0
   poll_interval_seconds: 10
   free_slots_after_run_end_seconds: 10
+  max_runtime_seconds: 43200
 """
 
 
 def dev_instance() -> dg.DagsterInstance:
+    """The local instance of `make demo` / `make ui`, its pools created (defs/pools.py)."""
+    from sensor_platform.defs.pools import create_pools
+
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(DEV_INSTANCE_YAML)
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    create_pools(instance)
+    return instance
 
 
 def _range_tags(first: str, last: str) -> dict[str, str]:

@@ -120,6 +120,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SENSOR_FUTURE_TOLERANCE_MINUTES", "5", "event times this far past receipt are kept"),
     Variable("SENSOR_PAST_HORIZON_DAYS", "30", "older event times are quarantined"),
     Variable("SENSOR_LANDING_RETENTION_HOURS", "24", "merged landing files are kept this long"),
+    Variable(
+        "SENSOR_LANDING_MAX_RUNTIME_SECONDS",
+        "900",
+        "a landing run still running after this is failed by run monitoring (dagster/max_runtime)",
+    ),
     Variable("SENSOR_DUCKDB_MEMORY_LIMIT", "1GB", "DuckDB memory per compaction or aggregation"),
     Variable("SENSOR_DUCKDB_THREADS", "2", "DuckDB threads per compaction or aggregation"),
     Variable("SENSOR_RAW_SENSOR_INTERVAL_SECONDS", "30", "how often landed batches are looked for"),
@@ -225,6 +230,7 @@ class Settings:
     future_tolerance_minutes: int = 5
     past_horizon_days: int = 30
     landing_retention_hours: int = 24
+    landing_max_runtime_seconds: int = 900
     duckdb_memory_limit: str = "1GB"
     duckdb_threads: int = 2
     raw_sensor_interval_seconds: int = 30
@@ -309,6 +315,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         future_tolerance_minutes=env.integer("SENSOR_FUTURE_TOLERANCE_MINUTES", 5, minimum=0),
         past_horizon_days=env.positive_int("SENSOR_PAST_HORIZON_DAYS", 30),
         landing_retention_hours=env.integer("SENSOR_LANDING_RETENTION_HOURS", 24, minimum=0),
+        landing_max_runtime_seconds=env.positive_int("SENSOR_LANDING_MAX_RUNTIME_SECONDS", 900),
         duckdb_memory_limit=env.text("SENSOR_DUCKDB_MEMORY_LIMIT", "1GB"),
         duckdb_threads=env.positive_int("SENSOR_DUCKDB_THREADS", 2),
         raw_sensor_interval_seconds=env.positive_int("SENSOR_RAW_SENSOR_INTERVAL_SECONDS", 30),

@@ -22,6 +22,7 @@ import pytest
 
 from sensor_platform.lake.store import Lake
 
+REPO = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get(
     "SENSOR_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 )
@@ -134,18 +135,25 @@ def demo_checkout(tmp_path_factory) -> DemoCheckout:
     return DemoCheckout(root, summary, printed.getvalue())
 
 
+def _admin_connection(postgres_url: str):
+    """A psycopg2 connection of the test server's admin, in autocommit (CREATE DATABASE needs it)."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    admin_url = make_url(postgres_url).set(drivername="postgresql")
+    admin = psycopg2.connect(admin_url.render_as_string(hide_password=False))
+    admin.autocommit = True
+    return admin
+
+
 @contextmanager
 def postgres_role(postgres_url: str, prefix: str, *, timezone: str | None = None) -> Iterator[str]:
     """A throwaway PostgreSQL login role with a schema of its own (trust auth), dropped after:
     yields the role name. Sessions left behind (e.g. by a killed daemon) are terminated first."""
-    import psycopg2
     from psycopg2 import sql
-    from sqlalchemy.engine import make_url
 
     role = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin_url = make_url(postgres_url).set(drivername="postgresql")
-    admin = psycopg2.connect(admin_url.render_as_string(hide_password=False))
-    admin.autocommit = True
+    admin = _admin_connection(postgres_url)
     name = sql.Identifier(role)
     with admin.cursor() as cur:
         cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(name))
@@ -163,3 +171,53 @@ def postgres_role(postgres_url: str, prefix: str, *, timezone: str | None = None
             cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(name))
             cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(name))
         admin.close()
+
+
+@contextmanager
+def postgres_database(postgres_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (no table in it), dropped after with the sessions still
+    connected to it (e.g. a killed daemon's): yields its name."""
+    from psycopg2 import sql
+
+    database = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = _admin_connection(postgres_url)
+    name = sql.Identifier(database)
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    try:
+        yield database
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        admin.close()
+
+
+@pytest.fixture
+def production_instance(postgres_url, s3_endpoint, monkeypatch) -> Iterator[str]:
+    """The repository's dagster.yaml, as its text, on a new, empty PostgreSQL database: the
+    DAGSTER_PG_* and compute-log variables it reads are set in this process's environment (and so
+    in a daemon's and its run workers'); compute logs go to a bucket of the moto S3 server."""
+    import boto3
+    from sqlalchemy.engine import make_url
+
+    bucket = f"dagster-logs-{uuid.uuid4().hex[:8]}"
+    for name, value in {
+        "DAGSTER_COMPUTE_LOGS_BUCKET": bucket,
+        "DAGSTER_COMPUTE_LOGS_ENDPOINT_URL": s3_endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    url = make_url(postgres_url)
+    with postgres_database(postgres_url, "sensor_dagster") as database:
+        for name, value in {
+            "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+            "DAGSTER_PG_PORT": str(url.port or 5432),
+            "DAGSTER_PG_USER": url.username or "postgres",
+            "DAGSTER_PG_PASSWORD": url.password or "unused-with-trust-auth",
+            "DAGSTER_PG_DB": database,
+        }.items():
+            monkeypatch.setenv(name, value)
+        yield (REPO / "dagster.yaml").read_text()

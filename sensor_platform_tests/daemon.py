@@ -69,7 +69,8 @@ def running_daemon(
 ) -> Iterator[Daemon]:
     """`dagster-daemon run` on DAGSTER_HOME=folder/home with `instance_yaml`, loading `modules`
     as code locations with `settings` in its environment (and so in its code servers' and run
-    workers'). Stopped, with everything it started, at the end."""
+    workers'). The instance is initialized first as a deploy does it (`sensor-platform
+    init-instance`: its pools). Stopped, with everything it started, at the end."""
     home = folder / "home"
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(instance_yaml)
@@ -90,6 +91,12 @@ def running_daemon(
     instance = dg.DagsterInstance.from_config(str(home))
     log = folder / "daemon.log"
     env = {**os.environ, **settings, "DAGSTER_HOME": str(home)}
+    subprocess.run(
+        [str(Path(sys.executable).with_name("sensor-platform")), "init-instance"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", str(workspace)],
         cwd=folder,

@@ -1,7 +1,9 @@
-"""Build canonical reading tables for tests without going through the normalizer."""
+"""Build canonical reading tables for tests without going through the normalizer, and the
+messages a device sends."""
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pyarrow as pa
 
 from sensor_platform.readings.schema import READING_SCHEMA
@@ -33,3 +35,11 @@ def readings_table(rows: list[dict]) -> pa.Table:
 
 def hour(h: int, day: int = 1) -> datetime:
     return datetime(2026, 3, day, h, tzinfo=UTC)
+
+
+def fire_equipment_message(device: str, at: datetime, temperature: float) -> bytes:
+    """A fire-monitoring equipment's message: two readings (temperature, humidity 40 %)."""
+    return orjson.dumps(
+        {"equipment_id": device, "facility_id": "FAC-001", "measured_at": at.isoformat(),
+         "temperature": temperature, "humidity": 40.0}
+    )  # fmt: skip

@@ -14,7 +14,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import orjson
 import pytest
 
 from sensor_platform.demo import DEV_INSTANCE_YAML
@@ -24,17 +23,11 @@ from sensor_platform.notify.ledger import LEDGER_TABLE
 from sensor_platform.notify.receiver import Reply, WebhookReceiver
 from sensor_platform.warehouse.store import Warehouse
 from sensor_platform_tests.daemon import running_daemon
+from sensor_platform_tests.readings_factory import fire_equipment_message
 
 pytestmark = pytest.mark.integration  # a daemon, a broker and an HTTP receiver
 
 PATH = "hooks/alarms"
-
-
-def reading(device: str, at: datetime, temperature: float) -> bytes:
-    return orjson.dumps(
-        {"equipment_id": device, "facility_id": "FAC-001", "measured_at": at.isoformat(),
-         "temperature": temperature, "humidity": 40.0}
-    )  # fmt: skip
 
 
 @pytest.fixture
@@ -70,7 +63,11 @@ def notices(receiver: WebhookReceiver) -> list[tuple[str, str, str]]:
 def test_a_fire_reading_is_announced_by_the_landing_run_on_the_daemon(setup, tmp_path):
     now = datetime.now(UTC).replace(microsecond=0)
     with running_daemon(tmp_path, setup["settings"], DEV_INSTANCE_YAML) as daemon:
-        produce(setup["kafka"], setup["topic"], [(None, reading("FIRE-EQ-001", now, 24.0))])
+        produce(
+            setup["kafka"],
+            setup["topic"],
+            [(None, fire_equipment_message("FIRE-EQ-001", now, 24.0))],
+        )
         daemon.wait_for(
             "a landing run",
             lambda: daemon.runs("kafka_ingest_job", [dg.DagsterRunStatus.SUCCESS]),
@@ -81,7 +78,7 @@ def test_a_fire_reading_is_announced_by_the_landing_run_on_the_daemon(setup, tmp
         produce(
             setup["kafka"],
             setup["topic"],
-            [(None, reading("FIRE-EQ-001", now + timedelta(seconds=10), 75.0))],
+            [(None, fire_equipment_message("FIRE-EQ-001", now + timedelta(seconds=10), 75.0))],
         )
         daemon.wait_for("the alarm", lambda: notices(setup["receiver"]), timeout_s=90)
         [notice] = setup["receiver"].received(PATH)
@@ -98,7 +95,11 @@ def test_a_landing_run_killed_mid_request_blocks_nothing_and_sends_once(setup, t
     receiver.script(PATH, Reply(204, delay_s=120))  # takes the request, answers far too late
     now = datetime.now(UTC).replace(microsecond=0)
     with running_daemon(tmp_path, setup["settings"], DEV_INSTANCE_YAML) as daemon:
-        produce(setup["kafka"], setup["topic"], [(None, reading("FIRE-EQ-001", now, 75.0))])
+        produce(
+            setup["kafka"],
+            setup["topic"],
+            [(None, fire_equipment_message("FIRE-EQ-001", now, 75.0))],
+        )
         [first] = daemon.wait_for("the first request", lambda: receiver.requests(PATH), 90)
         assert first.processed  # the endpoint acted on it although it has not answered
         [run] = daemon.runs("kafka_ingest_job", [dg.DagsterRunStatus.STARTED])

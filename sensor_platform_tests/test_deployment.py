@@ -12,11 +12,11 @@ import yaml
 from dagster._core.instance.config import dagster_instance_config
 
 from sensor_platform.cli import build_parser
-from sensor_platform.datasets import REGISTRY
-from sensor_platform.defs.ingest import SOURCES, landing_job
-from sensor_platform.defs.partitions import Partitions
-from sensor_platform.defs.raw import raw_asset
+from sensor_platform.defs.dbt import dbt_definitions
+from sensor_platform.defs.ingest import MAX_RUNTIME_TAG, SOURCES, landing_job
+from sensor_platform.defs.pools import POOL_LIMITS
 from sensor_platform.demo import DEV_INSTANCE_YAML
+from sensor_platform_tests.platform import definitions_for, settings_for
 
 REPO = Path(__file__).resolve().parents[1]
 CODE_SERVERS = {"user-code": "sensor_platform", "analytics-code": "analytics"}
@@ -278,6 +278,9 @@ def test_production_instance_config_is_valid_and_limits_what_the_code_uses(tmp_p
         "retry_on_asset_or_op_failure": False,
     }
     assert config["run_monitoring"]["free_slots_after_run_end_seconds"] == 10
+    assert (
+        config["run_monitoring"]["max_runtime_seconds"] == 12 * 3600
+    )  # runs with no tag of their own
     assert config["retention"]["sensor"]["purge_after_days"]["skipped"] == 7
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
     # every source's landing runs carry the tag a limit names; an MQTT session drains alone
@@ -287,8 +290,26 @@ def test_production_instance_config_is_valid_and_limits_what_the_code_uses(tmp_p
         assert ("sensor_platform/feed", job.tags["sensor_platform/feed"]) in named
     assert named["sensor_platform/feed", "mqtt"] == 1
     assert config["concurrency"]["pools"]["default_limit"] == 1
-    raw = raw_asset(REGISTRY.raw, Partitions.starting("2026-01-01"))
-    assert raw.node_def.pools == {"raw_sensor_readings"}
+
+
+def test_every_pool_the_code_uses_is_created_at_deploy_time(tmp_path):
+    """init-instance creates POOL_LIMITS: every pool a step of either code location uses."""
+    platform = definitions_for(tmp_path)
+    analytics = dbt_definitions(settings_for(tmp_path))
+    used = {
+        pool
+        for defs in (platform, analytics)
+        for assets in defs.resolve_asset_graph().assets_defs
+        if assets.is_executable
+        for pool in assets.node_def.pools
+    }
+    assert used == set(POOL_LIMITS) == {"raw_sensor_readings", "warehouse"}
+    # landing runs end at their maximum runtime, from the settings
+    for source in SOURCES:
+        job = platform.resolve_job_def(source.job)
+        assert job.tags[MAX_RUNTIME_TAG] == "900"
+    short = definitions_for(tmp_path, SENSOR_LANDING_MAX_RUNTIME_SECONDS="60")
+    assert short.resolve_job_def("kafka_ingest_job").tags[MAX_RUNTIME_TAG] == "60"
 
 
 def test_dev_instance_stays_embedded(tmp_path):
@@ -300,7 +321,8 @@ def test_dev_instance_stays_embedded(tmp_path):
     production = yaml.safe_load((REPO / "dagster.yaml").read_text())
     assert config["run_retries"] == production["run_retries"]
     assert config["concurrency"]["pools"] == {"default_limit": 1}
-    assert config["run_monitoring"]["free_slots_after_run_end_seconds"] == 10
+    for key in ("free_slots_after_run_end_seconds", "max_runtime_seconds", "poll_interval_seconds"):
+        assert config["run_monitoring"][key] == production["run_monitoring"][key], key
 
 
 # -- Dockerfile and .env.example -------------------------------------------------------------------
@@ -321,6 +343,22 @@ def test_dockerfile_builds_the_user_code_image():
     assert any("sensor-platform dbt-parse" in i for i in instructions)  # the manifest is built in
     cmd = yaml.safe_load(next(i for i in instructions if i.startswith("CMD "))[4:])
     assert cmd == compose()["services"]["user-code"]["command"]
+
+
+def test_the_image_creates_the_pools_before_the_daemon_starts():
+    text = (REPO / "Dockerfile").read_text()
+    assert "COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh" in text
+    assert 'ENTRYPOINT ["docker-entrypoint.sh"]' in text
+    script = (REPO / "docker-entrypoint.sh").read_text()
+    assert (REPO / "docker-entrypoint.sh").stat().st_mode & 0o111  # executable in the image
+    commands = [line.strip() for line in script.splitlines() if line.strip()[:1] not in "#"]
+    init = commands.index("sensor-platform init-instance")
+    assert commands[init - 1] == 'if [ "$1" = "dagster-daemon" ]; then'
+    assert commands[-1] == 'exec "$@"'  # then the service's own command, as PID 1
+    assert build_parser().parse_args(["init-instance"]).command == "init-instance"
+    services = compose()["services"]
+    assert services["dagster-daemon"]["command"][0] == "dagster-daemon"
+    assert "entrypoint" not in services["dagster-daemon"]  # the image's, with the init
 
 
 def test_compose_reads_only_variables_that_env_example_lists():

@@ -78,6 +78,7 @@ def test_the_docs_link_follows_the_docs_port_unless_a_base_url_is_set():
         ("SENSOR_SIMULATOR_LATE_RATE", "1.5"),
         ("SENSOR_ALERT_MAX_AGE_HOURS", "-1"),
         ("SENSOR_DUCKDB_THREADS", "two"),
+        ("SENSOR_LANDING_MAX_RUNTIME_SECONDS", "0"),
         ("SENSOR_DOCS_PORT", "0"),
         ("SENSOR_DOCS_BASE_URL", "quality.example.com/docs"),
     ],

@@ -10,6 +10,7 @@ import dagster as dg
 from sensor_platform.datasets import Dataset, Registry
 from sensor_platform.defs.metadata import OWNERS, dataset_metadata, dataset_tags
 from sensor_platform.defs.partitions import EXISTING_UPSTREAM, Partitions, partition_starts
+from sensor_platform.defs.pools import WAREHOUSE_POOL
 from sensor_platform.defs.resources import (
     FleetResource,
     LakeResource,
@@ -53,7 +54,7 @@ def aggregate_asset(
         deps=[dg.AssetDep(source.name, partition_mapping=EXISTING_UPSTREAM)],
         backfill_policy=dg.BackfillPolicy.single_run(),
         automation_condition=RECOMPUTE_ON_UPSTREAM_CHANGE,
-        pool="warehouse",
+        pool=WAREHOUSE_POOL,
         group_name="aggregates",
         kinds={"parquet", "duckdb", "sql"},
         owners=OWNERS,

@@ -10,6 +10,7 @@ from sensor_platform.datasets import Dataset
 from sensor_platform.defs.aggregates import RECOMPUTE_ON_UPSTREAM_CHANGE
 from sensor_platform.defs.metadata import OWNERS, dataset_metadata, dataset_tags
 from sensor_platform.defs.partitions import Partitions, partition_starts
+from sensor_platform.defs.pools import WAREHOUSE_POOL
 from sensor_platform.defs.resources import (
     AnomalyRulesResource,
     FleetResource,
@@ -44,7 +45,7 @@ def anomalies_asset(
         deps=[raw.name],
         backfill_policy=dg.BackfillPolicy.single_run(),
         automation_condition=RECOMPUTE_ON_UPSTREAM_CHANGE,
-        pool="warehouse",
+        pool=WAREHOUSE_POOL,
         group_name="anomalies",
         kinds={"parquet", "duckdb", "sql"},
         owners=OWNERS,

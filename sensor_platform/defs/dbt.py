@@ -25,6 +25,7 @@ from sensor_platform.defs.aggregates import RECOMPUTE_ON_UPSTREAM_CHANGE
 from sensor_platform.defs.automation import automation_sensor
 from sensor_platform.defs.metadata import OWNERS
 from sensor_platform.defs.partitions import EXISTING_UPSTREAM, Partitions
+from sensor_platform.defs.pools import WAREHOUSE_POOL
 from sensor_platform.defs.resources import WarehouseResource, build_resources
 from sensor_platform.settings import Settings
 
@@ -120,7 +121,7 @@ def dbt_models(project: DbtProject, partitions: Partitions) -> dg.AssetsDefiniti
         dagster_dbt_translator=SensorDbtTranslator(),
         partitions_def=partitions.daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        pool="warehouse",
+        pool=WAREHOUSE_POOL,
         name="sensor_dbt_models",
     )
     def sensor_dbt_models(context: dg.AssetExecutionContext, dbt: DbtWarehouseResource):

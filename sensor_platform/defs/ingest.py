@@ -23,6 +23,9 @@ from sensor_platform.kafka.stuck import CHECK as NO_STUCK_RANGES
 from sensor_platform.settings import Settings
 
 FEED_TAG = "sensor_platform/feed"
+# Run monitoring fails a run still going after this many seconds (then it is retried like any
+# failed run): a landing run that stops making progress never holds its unit for good.
+MAX_RUNTIME_TAG = "dagster/max_runtime"
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -102,9 +105,12 @@ class RunLog:
         return [run.run_config.get("ops", {}).get(op, {}).get("config", {}) for run in runs]
 
 
-def landing_job(spec: IngestSource) -> dg.JobDefinition:
+def landing_job(
+    spec: IngestSource, max_runtime_seconds: int = Settings.landing_max_runtime_seconds
+) -> dg.JobDefinition:
     """One op that reads its unit, lands it, announces the fast rules' episodes, then
-    acknowledges it; in the run's own process (no subprocess per step)."""
+    acknowledges it; in the run's own process (no subprocess per step). Every run of it, retries
+    and re-executions included, carries the job's maximum runtime."""
 
     @dg.op(
         name=spec.op,
@@ -150,7 +156,11 @@ def landing_job(spec: IngestSource) -> dg.JobDefinition:
 
     @dg.job(
         name=spec.job,
-        tags={FEED_TAG: spec.name, **INGESTION_RUN_TAGS},  # small runs on Kubernetes / ECS
+        tags={
+            FEED_TAG: spec.name,
+            MAX_RUNTIME_TAG: str(max_runtime_seconds),
+            **INGESTION_RUN_TAGS,  # small runs on Kubernetes / ECS
+        },
         executor_def=dg.in_process_executor,
     )
     def _job():
@@ -232,7 +242,7 @@ def sensor_cursor(instance: dg.DagsterInstance, sensor_name: str) -> str | None:
 def ingest_definitions(settings: Settings, sources: list[IngestSource]) -> dg.Definitions:
     jobs, sensors, assets, operator_jobs, checks = [], [], [], [], []
     for spec in sources:
-        job = landing_job(spec)
+        job = landing_job(spec, settings.landing_max_runtime_seconds)
         jobs.append(job)
         sensors.append(source_sensor(spec, job, settings))
         assets += [spec.asset] if spec.asset is not None else []

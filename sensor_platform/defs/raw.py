@@ -8,6 +8,7 @@ import dagster as dg
 from sensor_platform.datasets import Dataset
 from sensor_platform.defs.metadata import OWNERS, dataset_metadata, dataset_tags
 from sensor_platform.defs.partitions import Partitions, partition_starts
+from sensor_platform.defs.pools import RAW_POOL
 from sensor_platform.defs.resources import LakeResource, PipelineResource
 
 
@@ -22,7 +23,7 @@ def raw_asset(
         deps=list(upstream),
         partitions_def=partitions.of(raw),
         backfill_policy=dg.BackfillPolicy.single_run(),
-        pool="raw_sensor_readings",
+        pool=RAW_POOL,
         group_name="raw",
         kinds={"parquet", "duckdb"},
         owners=OWNERS,
