@@ -96,6 +96,7 @@ def feed(kafka_broker, tmp_path):
         "warehouse": Warehouse(f"duckdb:///{data}/warehouse.duckdb"),
         "expected": expected,
         "batch_id": fire_range.batch_id,
+        "receiver": receiver,
     }
     receiver.stop()
 
@@ -169,6 +170,15 @@ def child_commands(pid: int) -> list[list[str]]:
     return commands
 
 
+def fire_notices(feed: dict, device: str) -> list[tuple[str, str, str]]:
+    return [
+        (n["episode"]["rule"], n["episode"]["severity"], n["events"][0])
+        for r in feed["receiver"].received("hooks/alarms")
+        for n in r.payload["notices"]
+        if n["episode"]["device_id"] == device
+    ]
+
+
 def how(runs: list[dg.DagsterRun]) -> str:
     return ", ".join(
         f"{'run retry' if 'dagster/parent_run_id' in r.tags else 'Kafka sensor'} "
@@ -198,6 +208,11 @@ def test_a_landing_run_sigkilled_mid_range_is_landed_again_exactly_once(
         )
         landed = recovered(daemon, feed, run)
         print(f"landed again by: {how(landed)}")
+        # the killed run blocks no alarm: the fire is announced, once, after it
+        fire = f"EQ-{FIRE:02d}"
+        daemon.wait_for("the fire's notice", lambda: fire_notices(feed, fire), timeout_s=60)
+        opened = [n for n in fire_notices(feed, fire) if n[2] == "opened"]
+        assert opened == [("temperature_high", "critical", "opened")]
 
     with KafkaConsumer(
         bootstrap_servers=feed["bootstrap"], group_id=feed["group"], enable_auto_commit=False
