@@ -465,3 +465,50 @@ def test_a_partition_run_replaces_its_days_only_and_a_failing_test_fails_its_che
     uptime = _by(model_rows(url, "device_daily_uptime", "day"), "day", "device_id")
     assert (date(2026, 3, 2), "dev-b") not in uptime and (date(2026, 3, 1), "dev-b") in uptime
     assert len(health) == 6  # nothing duplicated
+
+
+def test_a_days_models_wait_for_its_daily_aggregates_before_automation_runs_them():
+    """A fresh warehouse: the day's anomalies land first; site_daily_health (reads the daily
+    aggregates) is not asked for until sensor_readings_daily exists for that day, while
+    alert_history (reads the alert ledger only) does not wait for it."""
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    hourly = Partitions.starting("2026-01-01").hourly
+    upstream = [
+        dg.AssetSpec(name, partitions_def=hourly)
+        for name in ("sensor_anomalies", "anomaly_alerts", "sensor_readings_minute")
+    ] + [dg.AssetSpec(n, partitions_def=DAILY) for n in ("sensor_readings_hourly",
+                                                        "sensor_readings_daily")]  # fmt: skip
+    dbt = DbtWarehouseResource(
+        warehouse=WarehouseResource(url="duckdb:///unused.duckdb"), project_dir=str(DBT_PROJECT_DIR)
+    )  # never called: nothing runs here, automation only decides
+    definitions = dg.Definitions(assets=[*upstream, sensor_dbt_models], resources={"dbt": dbt})
+    instance = dg.DagsterInstance.ephemeral()
+
+    def materialized(name: str, key: str) -> None:
+        instance.report_runless_asset_event(dg.AssetMaterialization(name, partition=key))
+
+    def requested(cursor):
+        result = dg.evaluate_automation_conditions(
+            defs=definitions, instance=instance, cursor=cursor
+        )
+        keys = {
+            r.key.to_user_string(): r.true_subset.expensively_compute_partition_keys()
+            for r in result.results
+            if r.true_subset.size and r.key.to_user_string() in MODELS
+        }
+        return keys, result.cursor
+
+    _, cursor = requested(None)
+    for hour in range(24):
+        key = hourly.get_partition_key_for_timestamp((day + timedelta(hours=hour)).timestamp())
+        for name in ("sensor_anomalies", "anomaly_alerts", "sensor_readings_minute"):
+            materialized(name, key)
+    first, cursor = requested(cursor)
+    day_key = f"{day:%Y-%m-%d}"
+    assert first.get("alert_history") == {day_key}
+    assert "site_daily_health" not in first and "device_daily_uptime" not in first
+    materialized("sensor_readings_hourly", day_key)
+    materialized("sensor_readings_daily", day_key)
+    second, _ = requested(cursor)
+    assert second.get("site_daily_health") == {day_key}
+    assert second.get("device_daily_uptime") == {day_key}

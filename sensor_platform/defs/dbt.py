@@ -77,6 +77,16 @@ def _dbt_cli(project: str, target: str) -> DbtCliResource:
     return DbtCliResource(project_dir=project, target=target, dbt_executable=dbt_executable())
 
 
+# A day's models run once that day's daily aggregates exist: a model that reads them before then
+# finds nothing, or no table at all on a fresh warehouse (models that do not read them, such as
+# alert_history, do not wait).
+WAITING_FOR_THE_DAY = (
+    dg.AutomationCondition.any_deps_match(dg.AutomationCondition.missing())
+    .allow(dg.AssetSelection.assets("sensor_readings_daily"))
+    .with_label("waiting for the day's sensor_readings_daily")
+)
+
+
 class SensorDbtTranslator(DagsterDbtTranslator):
     """dbt models join the `analytics` group and recompute like the aggregates they read."""
 
@@ -91,7 +101,7 @@ class SensorDbtTranslator(DagsterDbtTranslator):
     def get_automation_condition(
         self, dbt_resource_props: Mapping[str, Any]
     ) -> dg.AutomationCondition | None:
-        return RECOMPUTE_ON_UPSTREAM_CHANGE
+        return RECOMPUTE_ON_UPSTREAM_CHANGE & ~WAITING_FOR_THE_DAY
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         return OWNERS
