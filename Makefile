@@ -88,5 +88,9 @@ benchmark-live-feed: install
 benchmark-dashboard: install
 	$(BIN)/python benchmarks/dashboard.py
 
+# A 48-hour backfill on one and on two Celery workers (RabbitMQ, PostgreSQL, moto S3).
+benchmark-scale-out: install
+	$(BIN)/python benchmarks/scale_out.py
+
 clean:
 	rm -rf data .dagster_home

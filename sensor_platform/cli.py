@@ -237,11 +237,15 @@ def _cmd_celery_worker(args: argparse.Namespace) -> int:
 
     # The steps it runs build the code location from this environment: it must be the code
     # server's, so a worker whose settings are bad or local fails here rather than in a step.
-    if load_settings().run_executor != "celery":
+    settings = load_settings()
+    if settings.run_executor != "celery":
         raise ValueError(
             "a Celery worker needs the code location's settings: SENSOR_RUN_EXECUTOR=celery"
         )
-    from sensor_platform.defs.executor import celery_worker_app
+    from sensor_platform.defs.executor import celery_worker_app, single_node_state
+
+    for text in single_node_state(settings):  # fine on one machine, wrong across several
+        print(f"sensor-platform celery-worker: warning: {text}", file=sys.stderr, flush=True)
 
     options = ["--concurrency", str(args.concurrency), "--loglevel", args.loglevel]
     celery_worker_app().worker_main(

@@ -88,6 +88,7 @@ def test_two_workers_run_the_pipeline_and_a_killed_workers_step_moves_on(cluster
     _assert_exact(cluster)
     for worker in workers:  # nothing left on a worker's disk, nor in the instance's folder
         assert list(worker.folder.iterdir()) == [] and list(worker.home.iterdir()) == []
+        assert "celery-worker: warning" not in worker.log.read_text()  # nothing single-node
     assert [p.name for p in cluster.dagster_home.iterdir()] == ["dagster.yaml"]
 
 

@@ -11,6 +11,7 @@ from dagster._serdes import serialize_value
 
 from sensor_platform.cli import main
 from sensor_platform.definitions import build_definitions
+from sensor_platform.defs.executor import single_node_state
 from sensor_platform.settings import load_settings
 
 PASSWORD = "hunter2-broker"
@@ -71,3 +72,15 @@ def test_local_never_imports_celery():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_worker_names_what_it_would_keep_on_its_own_disk(monkeypatch):
+    monkeypatch.delenv("SENSOR_WAREHOUSE_URL", raising=False)
+    local = single_node_state(load_settings({"SENSOR_RUN_EXECUTOR": "celery"}))
+    assert [text.split(":")[0] for text in local] == [
+        "the lake is a local folder (data/lake)",
+        "the warehouse is an embedded DuckDB file",
+    ]
+    monkeypatch.setenv("SENSOR_WAREHOUSE_URL", f"postgresql+psycopg2://u:{PASSWORD}@db/x")
+    shared = load_settings({"SENSOR_LAKE_ROOT": "s3://bucket/lake"})
+    assert single_node_state(shared) == []

@@ -62,6 +62,22 @@ def run_executor(settings: Settings) -> dg.ExecutorDefinition | None:
     )
 
 
+def single_node_state(settings: Settings) -> list[str]:
+    """What these settings keep on this machine's disk, which workers elsewhere cannot share:
+    a local lake folder, an embedded DuckDB warehouse (a file with a single writer)."""
+    found = []
+    if not settings.lake_root.startswith("s3://"):
+        found.append(
+            f"the lake is a local folder ({settings.lake_root}): set SENSOR_LAKE_ROOT=s3://…"
+        )
+    warehouse = read_secret("SENSOR_WAREHOUSE_URL") or settings.default_warehouse_url
+    if warehouse.startswith("duckdb"):  # the scheme only: the URL itself is a secret
+        found.append(
+            "the warehouse is an embedded DuckDB file: set SENSOR_WAREHOUSE_URL to PostgreSQL or MySQL"
+        )
+    return found
+
+
 def celery_worker_app() -> "Celery":
     """The Celery app a worker runs (`sensor-platform celery-worker`): dagster-celery's step task
     on the broker and settings the runs send to."""
