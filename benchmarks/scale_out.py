@@ -1,7 +1,7 @@
 """Benchmark: a 48-hour backfill on one and on two Celery workers, same data, same run.
 
     make benchmark-scale-out
-    .venv/bin/python benchmarks/scale_out.py [--hours 48] [--hours-per-run 6] [--devices-scale 2]
+    .venv/bin/python benchmarks/scale_out.py [--hours 48] [--hours-per-run 6] [--devices-scale 2] [--rounds 2]
 
 Starts what `sensor_platform_tests/celery_cluster.py` starts: a moto S3 lake, a PostgreSQL
 warehouse and the production instance (dagster.yaml) in PostgreSQL roles of their own, a RabbitMQ
@@ -22,8 +22,10 @@ The pools of dagster.yaml (`raw_sensor_readings`, `warehouse`: one step at a tim
 the steps whatever the number of workers: the benchmark gives each two slots, as README's
 "Past one machine" says to do (`dagster instance concurrency set warehouse 2`).
 
-Prints each phase's wall time, the steps per worker, and the ratio one / two workers; checks that
-both phases wrote the same numbers of raw readings and aggregate rows.
+Prints, per phase, the wall time, the CPU seconds of the workers (their whole process groups) and
+of moto, how busy the machine's cores were (every process, ours or not: the machine is shared) and
+the steps per worker; then each round's ratio one / two workers and the ratio of the best times.
+Checks that every phase wrote the same numbers of raw readings and aggregate rows.
 """
 
 import argparse
@@ -163,18 +165,8 @@ def outputs(cluster) -> dict[str, int]:
     """Raw readings in the lake and rows of each aggregate table in the warehouse."""
     from sensor_platform.datasets import REGISTRY
     from sensor_platform.lake import layout
-    from sensor_platform.lake.store import Lake
-    from sensor_platform.warehouse.store import Warehouse
 
-    env = cluster.env
-    lake = Lake(
-        env["SENSOR_LAKE_ROOT"],
-        s3_endpoint_url=env["SENSOR_S3_ENDPOINT_URL"],
-        s3_region=env["AWS_REGION"],
-        s3_access_key=env["AWS_ACCESS_KEY_ID"],
-        s3_secret_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-    warehouse = Warehouse(env["SENSOR_WAREHOUSE_URL"])
+    lake, warehouse = cluster.lake(), cluster.warehouse()
     counts = {"raw": sum(lake.row_count(f.path) for f in lake.list_files(layout.RAW))}
     for table in TABLES:
         counts[table] = warehouse.read(REGISTRY.get(table).table_spec()).num_rows
@@ -204,8 +196,8 @@ def reset(cluster) -> None:
             cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
 
 
-def phase(cluster, instance, workers: int, args) -> dict:
-    started_workers = [cluster.start_worker(f"phase{workers}-w{k}") for k in range(1, workers + 1)]
+def phase(cluster, instance, workers: int, args, label: str) -> dict:
+    started_workers = [cluster.start_worker(f"{label}-w{k}") for k in range(1, workers + 1)]
     for worker in started_workers:
         worker.wait_ready()
     since, machine, own = time.time(), machine_busy_seconds(), time.process_time()
@@ -286,7 +278,10 @@ def main() -> int:
                 rounds = []
                 for number in range(args.rounds):  # 1, 2 then 2, 1 ...: the machine is shared
                     order = (1, 2) if number % 2 == 0 else (2, 1)
-                    timed = {n: phase(cluster, instance, n, args) for n in order}
+                    timed = {
+                        n: phase(cluster, instance, n, args, f"round{number + 1}-{n}")
+                        for n in order
+                    }
                     rounds.append(timed)
     finally:
         moto.stop()

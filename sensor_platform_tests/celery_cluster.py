@@ -26,6 +26,8 @@ import boto3
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
+from sensor_platform.lake.store import Lake
+from sensor_platform.warehouse.store import Warehouse
 from sensor_platform_tests.conftest import postgres_role
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,6 +140,20 @@ class Cluster:
     @property
     def warehouse_url(self) -> str:
         return self.env["SENSOR_WAREHOUSE_URL"]
+
+    def lake(self) -> Lake:
+        """The lake every node writes to, read from here."""
+        env = self.env
+        return Lake(
+            env["SENSOR_LAKE_ROOT"],
+            s3_endpoint_url=env["SENSOR_S3_ENDPOINT_URL"],
+            s3_region=env["AWS_REGION"],
+            s3_access_key=env["AWS_ACCESS_KEY_ID"],
+            s3_secret_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.warehouse_url)
 
 
 def run_job(

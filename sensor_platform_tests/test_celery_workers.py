@@ -19,9 +19,7 @@ import pytest
 
 from sensor_platform.datasets import REGISTRY
 from sensor_platform.lake import layout
-from sensor_platform.lake.store import Lake
 from sensor_platform.readings.schema import READING_SCHEMA
-from sensor_platform.warehouse.store import Warehouse
 from sensor_platform_tests.celery_cluster import (
     RABBITMQ,
     celery_cluster,
@@ -149,14 +147,7 @@ def _step_events(instance, run_id: str, step_key: str) -> list[tuple[str, str | 
 
 
 def _assert_exact(cluster) -> None:
-    env = cluster.env
-    lake = Lake(
-        env["SENSOR_LAKE_ROOT"],
-        s3_endpoint_url=env["SENSOR_S3_ENDPOINT_URL"],
-        s3_region=env["AWS_REGION"],
-        s3_access_key=env["AWS_ACCESS_KEY_ID"],
-        s3_secret_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
+    lake = cluster.lake()
     hours = [START + timedelta(hours=h) for h in range(HOURS)]  # a window also lands late
     landed_files = [f.path for h in hours for f in lake.list_files(layout.landing_dir(h))]
     landed = lake.read_parquet(landed_files, READING_SCHEMA)  # readings of earlier hours
@@ -171,7 +162,7 @@ def _assert_exact(cluster) -> None:
                   (SELECT count(*) FROM (SELECT reading_id FROM raw EXCEPT SELECT reading_id FROM landed))"""
     ).fetchall()[0]  # fmt: skip
     assert rows == distinct > 10_000 and (missing, extra) == (0, 0)
-    warehouse = Warehouse(env["SENSOR_WAREHOUSE_URL"])
+    warehouse = cluster.warehouse()
     for level, unit in LEVELS.items():
         table = warehouse.read(REGISTRY.get(level).table_spec())
         con.register("level", table)
