@@ -18,9 +18,9 @@ folders. The packaged fleet repeated --devices-scale times is simulated and land
 - then raw, the aggregates and the anomalies are deleted from the lake and the warehouse, so the
   next phase starts from the same state (landing files only).
 
-The pools of dagster.yaml (`raw_sensor_readings`, `warehouse`: one step at a time) would serialize
-the steps whatever the number of workers: the benchmark gives each two slots, as README's
-"Past one machine" says to do (`dagster instance concurrency set warehouse 2`).
+The pools (`raw_sensor_readings`, `warehouse`: one step at a time, sensor_platform/defs/pools.py)
+would serialize the steps whatever the number of workers: the benchmark gives each two slots, as
+README's "Past one machine" says to do for more workers.
 
 Prints, per phase, the wall time, the CPU seconds of the workers (their whole process groups) and
 of moto, how busy the machine's cores were (every process, ours or not: the machine is shared) and

@@ -26,6 +26,8 @@ import boto3
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
+from sensor_platform.defs.dbt import _environment  # os.environ set around a block
+from sensor_platform.defs.pools import create_pools
 from sensor_platform.lake.store import Lake
 from sensor_platform.warehouse.store import Warehouse
 from sensor_platform_tests.conftest import postgres_role
@@ -214,6 +216,8 @@ def celery_cluster(
             **settings,
         }
         cluster = Cluster(folder, env, dagster_home, s3_endpoint)
+        with _environment(env), cluster.instance() as instance:  # dagster.yaml reads DAGSTER_PG_*
+            create_pools(instance)  # as a deploy does (sensor-platform init-instance)
         client = cluster.s3()
         for bucket in (LAKE_BUCKET, LOGS_BUCKET):
             try:
