@@ -8,9 +8,9 @@ export SENSOR_DATA_DIR ?= $(CURDIR)/data
 DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -path dbt_project/target -prune -o -type f -print 2>/dev/null)
 
-.PHONY: install demo ui dashboard sql docs test test-fast lint format broker benchmark \
+.PHONY: install demo ui dashboard sql docs test test-fast test-celery lint format broker benchmark \
 	benchmark-kafka benchmark-mqtt benchmark-load benchmark-alerts benchmark-live-feed \
-	benchmark-dashboard clean
+	benchmark-dashboard benchmark-scale-out clean
 
 install: $(VENV)/.installed $(DBT_MANIFEST)
 
@@ -54,6 +54,10 @@ test: install
 test-fast: install
 	$(BIN)/pytest -m "not integration"
 
+# The pipeline on two Celery workers (RabbitMQ, PostgreSQL, moto S3; part of `make test` too).
+test-celery: install
+	$(BIN)/pytest sensor_platform_tests/test_celery_workers.py sensor_platform_tests/test_executor.py
+
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -83,6 +87,10 @@ benchmark-live-feed: install
 
 benchmark-dashboard: install
 	$(BIN)/python benchmarks/dashboard.py
+
+# A 48-hour backfill on one and on two Celery workers (RabbitMQ, PostgreSQL, moto S3).
+benchmark-scale-out: install
+	$(BIN)/python benchmarks/scale_out.py
 
 clean:
 	rm -rf data .dagster_home

@@ -1,5 +1,5 @@
 """`sensor-platform ...`: the commands a user types (simulate, demo, sql, docs, broker, dbt-parse,
-dashboard, init-instance)."""
+dashboard, init-instance, celery-worker)."""
 
 import argparse
 import os
@@ -232,6 +232,28 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     os.execv(command[0], command)  # Streamlit takes this process: signals reach it directly
 
 
+def _cmd_celery_worker(args: argparse.Namespace) -> int:
+    from sensor_platform.settings import load_settings
+
+    # The steps it runs build the code location from this environment: it must be the code
+    # server's, so a worker whose settings are bad or local fails here rather than in a step.
+    settings = load_settings()
+    if settings.run_executor != "celery":
+        raise ValueError(
+            "a Celery worker needs the code location's settings: SENSOR_RUN_EXECUTOR=celery"
+        )
+    from sensor_platform.defs.executor import celery_worker_app, single_node_state
+
+    for text in single_node_state(settings):  # fine on one machine, wrong across several
+        print(f"sensor-platform celery-worker: warning: {text}", file=sys.stderr, flush=True)
+
+    options = ["--concurrency", str(args.concurrency), "--loglevel", args.loglevel]
+    celery_worker_app().worker_main(
+        ["worker", *options, *(["--hostname", args.hostname] if args.hostname else [])]
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sensor-platform", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -312,6 +334,15 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--host", help="default: SENSOR_DASHBOARD_HOST (127.0.0.1)")
     dashboard.add_argument("--port", type=_positive(int), help="default: SENSOR_DASHBOARD_PORT")
     dashboard.set_defaults(func=_cmd_dashboard)
+
+    worker = sub.add_parser(
+        "celery-worker",
+        help="run a Celery worker that executes the platform's steps (SENSOR_RUN_EXECUTOR=celery)",
+    )
+    worker.add_argument("--concurrency", type=_positive(int), default=1, help="steps at once")
+    worker.add_argument("--hostname", help="the worker's node name (default: celery@<host>)")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=_cmd_celery_worker)
     return parser
 
 

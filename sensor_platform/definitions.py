@@ -9,6 +9,7 @@ from sensor_platform.defs.alerts import alerts_definitions
 from sensor_platform.defs.anomalies import anomalies_asset
 from sensor_platform.defs.automation import automation_definitions
 from sensor_platform.defs.catalog import catalog_definitions
+from sensor_platform.defs.executor import run_executor
 from sensor_platform.defs.ingest import SOURCES, ingest_definitions
 from sensor_platform.defs.landing import quarantine_spec
 from sensor_platform.defs.partitions import Partitions
@@ -24,12 +25,16 @@ def build_definitions(settings: Settings, datasets: Registry = REGISTRY) -> dg.D
     from sensor_platform.quality.rules import load_rules
 
     partitions = Partitions.starting(settings.partitions_start)
+    # Celery (SENSOR_RUN_EXECUTOR) runs every job's steps on the workers; locally the hourly
+    # jobs run in their run's own process and the others a subprocess per step.
+    celery = run_executor(settings)
+    hourly_executor = celery or dg.in_process_executor
     anomalies = datasets.get("sensor_anomalies")
     # lineage: the active source's asset (kafka_topics) feeds raw and the quarantine
     upstream = tuple(s.asset.key for s in SOURCES if s.name == settings.source and s.asset)
     complete: list[dg.Definitions] = []  # the catalog describes the finished whole
     platform = dg.Definitions.merge(
-        ingest_definitions(settings, SOURCES),
+        ingest_definitions(settings, SOURCES, hourly_executor),
         dg.Definitions(
             assets=[
                 quarantine_spec(datasets.get("quarantined_messages"), upstream),
@@ -39,9 +44,12 @@ def build_definitions(settings: Settings, datasets: Registry = REGISTRY) -> dg.D
                 anomalies_asset(anomalies, datasets.raw, partitions),
             ],
             resources=build_resources(settings),
+            executor=celery,
         ),
-        alerts_definitions(anomalies, partitions),
-        automation_definitions(datasets, partitions, settings.raw_sensor_interval_seconds),
+        alerts_definitions(anomalies, partitions, hourly_executor),
+        automation_definitions(
+            datasets, partitions, settings.raw_sensor_interval_seconds, hourly_executor
+        ),
         quality_definitions(
             datasets, load_rules(settings.quality_rules_file).freshness_hours, partitions
         ),

@@ -23,6 +23,10 @@ class Variable:
     secret: bool = False
 
 
+# RabbitMQ hands a dead worker's unacknowledged task to another worker at once (see defs/executor.py)
+DEFAULT_CELERY_BROKER_URL = "pyamqp://guest@127.0.0.1:5672//"
+DEFAULT_CELERY_BACKEND_URL = "rpc://"
+
 VARIABLES: tuple[Variable, ...] = (
     # -- where data lands
     Variable("SENSOR_DATA_DIR", "data", "base folder of the embedded defaults"),
@@ -151,6 +155,24 @@ VARIABLES: tuple[Variable, ...] = (
         "24",
         "older episodes are recorded as expired, not sent (or none)",
     ),
+    # -- where a run's steps execute
+    Variable(
+        "SENSOR_RUN_EXECUTOR",
+        "local",
+        "where a run's steps execute: local (the run's own process) or celery (Celery workers)",
+    ),
+    Variable(
+        "SENSOR_CELERY_BROKER_URL",
+        DEFAULT_CELERY_BROKER_URL,
+        "the Celery broker of the workers (SENSOR_RUN_EXECUTOR=celery)",
+        secret=True,
+    ),
+    Variable(
+        "SENSOR_CELERY_BACKEND_URL",
+        DEFAULT_CELERY_BACKEND_URL,
+        "where Celery workers return step results (SENSOR_RUN_EXECUTOR=celery)",
+        secret=True,
+    ),
     # -- dbt
     Variable("SENSOR_DBT_PROJECT_DIR", "dbt_project/ of the checkout", "the dbt project folder"),
     # -- dashboard
@@ -168,6 +190,7 @@ CHANNEL_PREFIXES = {
     "webhook": "SENSOR_ALERT_WEBHOOK",
 }
 SOURCES = ("simulator", "kafka", "mqtt")
+RUN_EXECUTORS = ("local", "celery")
 ON_GAP_POLICIES = ("fail", "earliest", "latest")
 
 
@@ -242,6 +265,7 @@ class Settings:
         default_factory=lambda: {kind: ChannelRouting() for kind in CHANNEL_PREFIXES}
     )
     alert_max_age_hours: float | None = 24.0
+    run_executor: str = "local"
     dbt_project_dir: str | None = None
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8501
@@ -332,6 +356,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             for kind, prefix in CHANNEL_PREFIXES.items()
         },
         alert_max_age_hours=env.hours_or_none("SENSOR_ALERT_MAX_AGE_HOURS", 24.0),
+        run_executor=env.choice("SENSOR_RUN_EXECUTOR", RUN_EXECUTORS, "local"),
         dbt_project_dir=env.optional("SENSOR_DBT_PROJECT_DIR"),
         dashboard_host=env.text("SENSOR_DASHBOARD_HOST", "127.0.0.1"),
         dashboard_port=env.port("SENSOR_DASHBOARD_PORT", 8501),

@@ -248,7 +248,7 @@ import sensor_platform.definitions
 imported = time.perf_counter() - started
 builtins.open = _open
 os.environ.__class__.__getitem__ = _get
-slow = [m for m in ("dagster_dbt", "dbt", "great_expectations", "pandas", "duckdb", "kafka",
+slow = [m for m in ("dagster_dbt", "dbt", "great_expectations", "pandas", "duckdb", "kafka", "celery",
                     "sqlalchemy", "httpx", "pyarrow.dataset") if m in sys.modules]
 started = time.perf_counter()
 sensor_platform.definitions.defs()

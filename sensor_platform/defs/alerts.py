@@ -227,13 +227,17 @@ def _alert_result(context: dg.AssetExecutionContext, report: "AlertReport") -> d
     )
 
 
-def alerts_definitions(anomalies: Dataset, partitions: Partitions) -> dg.Definitions:
+def alerts_definitions(
+    anomalies: Dataset,
+    partitions: Partitions,
+    executor: dg.ExecutorDefinition = dg.in_process_executor,
+) -> dg.Definitions:
     """The alerts asset, its job, and the schedule that retries pending deliveries."""
     job = dg.define_asset_job(
         ALERTS_JOB,
         selection=[ALERTS],
         partitions_def=partitions.hourly,
-        executor_def=dg.in_process_executor,
+        executor_def=executor,
     )
 
     @dg.schedule(

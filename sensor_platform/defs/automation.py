@@ -27,18 +27,21 @@ AGGREGATE_JOBS = {
 
 
 def automation_definitions(
-    datasets: Registry, partitions: Partitions, raw_sensor_interval_seconds: int
+    datasets: Registry,
+    partitions: Partitions,
+    raw_sensor_interval_seconds: int,
+    executor: dg.ExecutorDefinition = dg.in_process_executor,
 ) -> dg.Definitions:
     raw = datasets.raw
     finest = [d for d in datasets.aggregates if d.source == raw.name]
     # Raw, the level computed from it, anomalies and alerts run together, one run per hour, its
-    # steps in the run's own process (a subprocess per step costs seconds each). No step waits
+    # steps in the run's own process by default (a subprocess per step costs seconds each). No step waits
     # for quality: the gate keeps bad readings out of the aggregates, alarms read them all.
     raw_job = dg.define_asset_job(
         "raw_job",
         selection=[raw.name, *(d.name for d in finest), "sensor_anomalies", ALERTS],
         partitions_def=partitions.of(raw),
-        executor_def=dg.in_process_executor,
+        executor_def=executor,
     )
     jobs, schedules = (
         [raw_job],
@@ -57,7 +60,7 @@ def automation_definitions(
             job_name,
             selection=[d.name for d in levels],
             partitions_def=getattr(partitions, partitioning),
-            executor_def=dg.in_process_executor,
+            executor_def=executor,
         )
         jobs.append(job)
         schedules.append(

@@ -106,11 +106,13 @@ class RunLog:
 
 
 def landing_job(
-    spec: IngestSource, max_runtime_seconds: int = Settings.landing_max_runtime_seconds
+    spec: IngestSource,
+    max_runtime_seconds: int = Settings.landing_max_runtime_seconds,
+    executor: dg.ExecutorDefinition = dg.in_process_executor,
 ) -> dg.JobDefinition:
     """One op that reads its unit, lands it, announces the fast rules' episodes, then
-    acknowledges it; in the run's own process (no subprocess per step). Every run of it, retries
-    and re-executions included, carries the job's maximum runtime."""
+    acknowledges it; by default in the run's own process (no subprocess per step). Every run of
+    it, retries and re-executions included, carries the job's maximum runtime."""
 
     @dg.op(
         name=spec.op,
@@ -161,7 +163,7 @@ def landing_job(
             MAX_RUNTIME_TAG: str(max_runtime_seconds),
             **INGESTION_RUN_TAGS,  # small runs on Kubernetes / ECS
         },
-        executor_def=dg.in_process_executor,
+        executor_def=executor,
     )
     def _job():
         land_unit()
@@ -239,10 +241,14 @@ def sensor_cursor(instance: dg.DagsterInstance, sensor_name: str) -> str | None:
     return None
 
 
-def ingest_definitions(settings: Settings, sources: list[IngestSource]) -> dg.Definitions:
+def ingest_definitions(
+    settings: Settings,
+    sources: list[IngestSource],
+    executor: dg.ExecutorDefinition = dg.in_process_executor,
+) -> dg.Definitions:
     jobs, sensors, assets, operator_jobs, checks = [], [], [], [], []
     for spec in sources:
-        job = landing_job(spec, settings.landing_max_runtime_seconds)
+        job = landing_job(spec, settings.landing_max_runtime_seconds, executor)
         jobs.append(job)
         sensors.append(source_sensor(spec, job, settings))
         assets += [spec.asset] if spec.asset is not None else []
