@@ -31,6 +31,7 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
 ]
 BROKER_RETRIES, BROKER_RETRY_WAIT_S = 3, 15
 
@@ -70,7 +71,12 @@ class RunLog:
 
         ended = {
             "job_name": self.spec.job,
-            "statuses": [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE],
+            # CANCELED: ended at its maximum runtime by run monitoring, or terminated in the UI
+            "statuses": [
+                dg.DagsterRunStatus.SUCCESS,
+                dg.DagsterRunStatus.FAILURE,
+                dg.DagsterRunStatus.CANCELED,
+            ],
         }
         runs = []
         if batch_ids:
